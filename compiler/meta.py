@@ -1,0 +1,86 @@
+"""Running ops on the meta device: tensors without data, for shapes the rules do not cover."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .values import BATCH, TensorValue, TupleValue, Value
+
+__all__ = ["MetaError", "build_meta_module", "from_meta", "meta_inputs", "run_meta"]
+
+
+class MetaError(Exception):
+    """An op rejected its arguments or inputs on the meta device."""
+
+
+_MODULE_CACHE: dict[tuple[Any, ...], nn.Module] = {}
+_MAX_CACHE = 4096
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_freeze(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _freeze(v)) for k, v in value.items()))
+    return (type(value).__name__, value)
+
+
+def build_meta_module(cls: type, args: list[Any], kwargs: dict[str, Any]) -> nn.Module:
+    """Construct ``cls(*args, **kwargs)`` with parameters on the meta device (cached)."""
+    key = (cls, _freeze(args), _freeze(kwargs))
+    if key in _MODULE_CACHE:
+        return _MODULE_CACHE[key]
+    try:
+        with torch.device("meta"):
+            module = cls(*args, **kwargs)
+    except Exception as exc:
+        raise MetaError(_one_line(exc)) from None
+    if len(_MODULE_CACHE) >= _MAX_CACHE:
+        _MODULE_CACHE.clear()
+    _MODULE_CACHE[key] = module
+    return module
+
+
+def meta_inputs(values: list[Value]) -> list[Any]:
+    return [_to_meta(v) for v in values]
+
+
+def _to_meta(value: Value | None) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, TensorValue):
+        return value.meta()
+    return tuple(_to_meta(v) for v in value.items)
+
+
+def run_meta(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    except Exception as exc:
+        raise MetaError(_one_line(exc)) from None
+
+
+def from_meta(result: Any, like: TensorValue | None) -> Value:
+    """A meta result as a Value: the batch dimension found again, sizes copied from
+    ``like`` where the shape is unchanged."""
+    if isinstance(result, torch.Tensor):
+        shape = tuple(result.shape)
+        if like is not None and shape == like.shape:
+            return TensorValue(shape, result.dtype, like.sym, like.batch_dim)
+        batch = next((k for k, n in enumerate(shape) if n == BATCH), None)
+        return TensorValue.make(shape, result.dtype, batch_dim=batch)
+    if isinstance(result, (tuple, list)):
+        return TupleValue(tuple(from_meta(r, like) for r in result))  # type: ignore[arg-type]
+    if result is None:
+        return None  # type: ignore[return-value]
+    raise MetaError(f"returns {type(result).__name__}, not tensors")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    return first if len(first) < 400 else first[:400] + "..."

@@ -1,0 +1,223 @@
+"""What an op name means: a torch.nn module class, a tensor function, a block, or an
+allowed custom import."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..spec.errors import suggest
+
+__all__ = [
+    "INFERRED_ARGS",
+    "OpInfo",
+    "OpLookupError",
+    "function_names",
+    "module_names",
+    "resolve_op",
+    "signature_of",
+]
+
+OpKind = Literal["module", "function", "block"]
+
+
+class OpLookupError(Exception):
+    """An op name that does not resolve; the compiler adds the position."""
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """A resolved op. ``code`` is how the generated source spells it."""
+
+    kind: OpKind
+    name: str
+    target: Any
+    code: str
+    import_module: str | None = (
+        None  # a custom op's module, imported by the generated file
+    )
+
+    @property
+    def class_name(self) -> str:
+        return self.name.rsplit(":", 1)[-1]
+
+
+# Containers and bases that are not layers a spec can use by themselves.
+_EXCLUDED_MODULES = {
+    "Module",
+    "ModuleList",
+    "ModuleDict",
+    "ParameterList",
+    "ParameterDict",
+    "Container",
+    "DataParallel",
+    "RNNBase",
+    "RNNCellBase",
+    "Sequential",
+}
+# Tensor functions that touch files, global state or anything beyond their arguments.
+_EXCLUDED_FUNCTIONS = {"from_file", "set_flush_denormal", "save", "load", "compile"}
+_NN_FUNCTIONAL_MODULES = {"torch.nn.functional", "torch._C._nn", "torch"}
+_NOT_OPS_IN_F = {
+    "boolean_dispatch",
+    "handle_torch_function",
+    "has_torch_function",
+    "has_torch_function_unary",
+    "has_torch_function_variadic",
+    "assert_int_or_pair",
+}
+
+# Constructor arguments the compiler fills from the input's shape: op -> ((argument, dim), ...).
+# A dim of -1 is the last dimension.
+INFERRED_ARGS: dict[str, tuple[tuple[str, int], ...]] = {
+    **{f"Conv{n}d": (("in_channels", 1),) for n in (1, 2, 3)},
+    **{f"ConvTranspose{n}d": (("in_channels", 1),) for n in (1, 2, 3)},
+    "Linear": (("in_features", -1),),
+    **{f"BatchNorm{n}d": (("num_features", 1),) for n in (1, 2, 3)},
+    **{f"InstanceNorm{n}d": (("num_features", 1),) for n in (1, 2, 3)},
+    "SyncBatchNorm": (("num_features", 1),),
+    "GroupNorm": (("num_channels", 1),),
+    "LayerNorm": (("normalized_shape", -1),),
+    "RMSNorm": (("normalized_shape", -1),),
+    "RNN": (("input_size", -1),),
+    "LSTM": (("input_size", -1),),
+    "GRU": (("input_size", -1),),
+    "RNNCell": (("input_size", -1),),
+    "LSTMCell": (("input_size", -1),),
+    "GRUCell": (("input_size", -1),),
+    "MultiheadAttention": (("embed_dim", -1),),
+    "TransformerEncoderLayer": (("d_model", -1),),
+    "TransformerDecoderLayer": (("d_model", -1),),
+    "Transformer": (("d_model", -1),),
+}
+
+
+@cache
+def module_names() -> dict[str, type]:
+    """torch.nn module classes a spec may name."""
+    found = {}
+    for name in dir(nn):
+        obj = getattr(nn, name)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, nn.Module)
+            and not name.startswith("_")
+            and name not in _EXCLUDED_MODULES
+        ):
+            found[name] = obj
+    return found
+
+
+@cache
+def function_names() -> dict[str, tuple[Any, str]]:
+    """Tensor functions a spec may name: name -> (function, generated spelling)."""
+    found: dict[str, tuple[Any, str]] = {}
+    aten = set(dir(torch._C._VariableFunctions))
+    for name in dir(torch):
+        if (
+            name.startswith("_")
+            or name in _EXCLUDED_FUNCTIONS
+            or name.startswith("set_")
+        ):
+            continue
+        obj = getattr(torch, name, None)
+        if not callable(obj) or isinstance(obj, type):
+            continue
+        if name in aten or getattr(obj, "__module__", None) == "torch.functional":
+            found[name] = (obj, f"torch.{name}")
+    for name in dir(F):
+        if name.startswith("_") or name in _NOT_OPS_IN_F or name in _EXCLUDED_FUNCTIONS:
+            continue
+        obj = getattr(F, name)
+        if (
+            callable(obj)
+            and not isinstance(obj, type)
+            and getattr(obj, "__module__", None) in _NN_FUNCTIONAL_MODULES
+        ):
+            found[name] = (obj, f"F.{name}")
+    return found
+
+
+def resolve_op(
+    name: str, blocks: dict[str, Any], allow_imports: frozenset[str] = frozenset()
+) -> OpInfo:
+    """Resolve an op name. Raises OpLookupError with a suggestion."""
+    if name in blocks:
+        return OpInfo("block", name, blocks[name], name)
+    if ":" in name:
+        return _resolve_custom(name, allow_imports)
+    if name[:1].isupper():
+        modules = module_names()
+        if name in modules:
+            return OpInfo("module", name, modules[name], f"nn.{name}")
+        raise OpLookupError(
+            f"unknown op {name!r}: not a torch.nn layer or a block"
+            + suggest(name, [*modules, *blocks])
+        )
+    functions = function_names()
+    if name in functions:
+        fn, code = functions[name]
+        return OpInfo("function", name, fn, code)
+    hint = suggest(name, list(functions))
+    if not hint and name[:1].islower():
+        hint = suggest(name[:1].upper() + name[1:], list(module_names()))
+    raise OpLookupError(
+        f"unknown op {name!r}: not a function of torch.nn.functional or torch" + hint
+    )
+
+
+def _resolve_custom(name: str, allow_imports: frozenset[str]) -> OpInfo:
+    module_path, _, attr = name.partition(":")
+    package = module_path.split(".")[0]
+    if (
+        not module_path
+        or not attr
+        or not all(p.isidentifier() for p in module_path.split("."))
+    ):
+        raise OpLookupError(f"custom op {name!r} must be written package.module:Name")
+    if not attr.isidentifier():
+        raise OpLookupError(f"custom op {name!r}: {attr!r} is not a Python name")
+    if package not in allow_imports:
+        raise OpLookupError(
+            f"custom op {name!r} imports package {package!r}, which is not allowed; "
+            f"allow it with --allow-import {package} (compile-model) or "
+            f"allow_imports=[{package!r}] (nnspec.load)"
+        )
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise OpLookupError(
+            f"cannot import {module_path!r} for op {name!r}: {exc}"
+        ) from None
+    if not hasattr(module, attr):
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise OpLookupError(
+            f"module {module_path!r} has no {attr!r}" + suggest(attr, public)
+        )
+    target = getattr(module, attr)
+    code = f"{module_path}.{attr}"
+    if isinstance(target, type) and issubclass(target, nn.Module):
+        return OpInfo("module", name, target, code, import_module=module_path)
+    if callable(target):
+        return OpInfo("function", name, target, code, import_module=module_path)
+    raise OpLookupError(f"{name!r} is neither an nn.Module class nor a function")
+
+
+@cache
+def signature_of(target: Any) -> inspect.Signature | None:
+    """The constructor's (for classes) or function's signature, when Python can tell."""
+    try:
+        if isinstance(target, type):
+            sig = inspect.signature(target.__init__)
+            params = list(sig.parameters.values())[1:]
+            return sig.replace(parameters=params)
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,201 @@
+"""Pass: the spec's ``init`` rules and ``freeze`` globs -> statements of the model class."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn.init as nn_init
+
+from ...spec.errors import SpecError, suggest
+from ...spec.model import SpecModel
+from ...spec.yaml_source import Document
+from ..expressions import literal_ast
+from ..graph import ClassIR, InitStatement, ModuleDef
+
+__all__ = ["ModuleEntry", "apply_init", "walk_modules"]
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """A module of the built model: its dotted path, class, and direct parameters."""
+
+    path: str
+    class_name: str
+    params: tuple[str, ...]
+
+
+def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleEntry]:
+    """Every module under ``modules``, in registration order, nested ones included."""
+    for module in modules:
+        path = f"{prefix}{module.name}"
+        yield ModuleEntry(path, module.value_class, module.param_names)
+        for sub, class_name, params in module.nested:
+            yield ModuleEntry(f"{path}.{sub}", class_name, params)
+        if module.children:
+            yield from walk_modules(module.children, f"{path}.")
+
+
+def _initializers() -> dict[str, Any]:
+    return {
+        name[:-1]: getattr(nn_init, name)
+        for name in dir(nn_init)
+        if name.endswith("_")
+        and not name.startswith("_")
+        and callable(getattr(nn_init, name))
+    }
+
+
+def _matches(pattern: str, entry: ModuleEntry, class_names: set[str]) -> bool:
+    if _GLOB_CHARS & set(pattern):
+        return fnmatch.fnmatchcase(entry.path, pattern)
+    if pattern in class_names:
+        return entry.class_name == pattern
+    return entry.path == pattern
+
+
+class _InitRules:
+    def __init__(self, doc: Document, entries: list[ModuleEntry]) -> None:
+        self.doc = doc
+        self.entries = entries
+        self.class_names = {e.class_name for e in entries}
+        self.initializers = _initializers()
+
+    def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
+        return self.doc.error(path, message, key=key)
+
+    def initializer(
+        self, raw: Any, path: tuple
+    ) -> tuple[str, list[ast.expr], list[tuple[str, ast.expr]]]:
+        if isinstance(raw, str):
+            name, args = raw, None
+        elif isinstance(raw, dict) and len(raw) == 1:
+            name, args = next(iter(raw.items()))
+        else:
+            raise self.fail(
+                path,
+                "an initialiser is a name (xavier_normal) or a one-key mapping "
+                "({normal: {mean: 0.0, std: 0.01}}, {constant: 0.3})",
+            )
+        if name not in self.initializers:
+            raise self.fail(
+                path,
+                f"unknown initialiser {name!r}"
+                + suggest(name, list(self.initializers))
+                + "; initialisers are torch.nn.init's, without the trailing underscore",
+            )
+        fn = self.initializers[name]
+        params = list(inspect.signature(fn).parameters)[1:]
+        positional: list[ast.expr] = []
+        keywords: list[tuple[str, ast.expr]] = []
+        if isinstance(args, dict):
+            for key, value in args.items():
+                if key not in params:
+                    raise self.fail(
+                        (*path, name, key),
+                        f"{name} has no argument {key!r}"
+                        + suggest(key, params)
+                        + f"; its arguments: {', '.join(params)}",
+                        key=True,
+                    )
+                keywords.append((key, literal_ast(value)))
+        elif isinstance(args, list):
+            positional = [literal_ast(v) for v in args]
+        elif args is not None:
+            positional = [literal_ast(args)]
+        if len(positional) > len(params):
+            raise self.fail(path, f"{name} takes at most {len(params)} arguments")
+        return name, positional, keywords
+
+    def statements(self, spec: SpecModel) -> list[InitStatement]:
+        # (module path, param) -> (rule index, initialiser call)
+        final: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
+        for r, rule in enumerate(spec.init):
+            rule_path = ("init", r)
+            matched = [
+                e for e in self.entries if _matches(rule.match, e, self.class_names)
+            ]
+            if not matched:
+                raise self.fail(
+                    (*rule_path, "match"),
+                    f"init rule matches no module: {rule.match!r} is neither an op in this "
+                    "model nor a node path"
+                    + suggest(
+                        rule.match, [*self.class_names, *(e.path for e in self.entries)]
+                    ),
+                )
+            for param, raw in (rule.model_extra or {}).items():
+                call = self.initializer(raw, (*rule_path, param))
+                hits = [e for e in matched if param in e.params]
+                if not hits:
+                    raise self.fail(
+                        (*rule_path, param),
+                        f"init rule {rule.match!r}: none of the matching modules has a "
+                        f"parameter {param!r}",
+                        key=True,
+                    )
+                for entry in hits:
+                    final[(entry.path, param)] = (r, call)
+        order = {e.path: i for i, e in enumerate(self.entries)}
+        groups: dict[tuple[int, tuple[Any, ...]], list[str]] = {}
+        per_module: dict[tuple[int, str], list[tuple[str, Any]]] = {}
+        for (path, param), (r, call) in final.items():
+            per_module.setdefault((r, path), []).append((param, call))
+        for (r, path), calls in sorted(
+            per_module.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])
+        ):
+            signature = tuple(
+                (
+                    p,
+                    ast.dump(ast.Tuple([*c[1], *(v for _, v in c[2])], ast.Load())),
+                    c[0],
+                )
+                for p, c in calls
+            )
+            groups.setdefault((r, signature), []).append(path)
+        statements = []
+        for (r, _), paths in groups.items():
+            calls = per_module[(r, paths[0])]
+            statements.append(
+                InitStatement(paths, [(param, c[0], c[1], c[2]) for param, c in calls])
+            )
+        return statements
+
+
+def _freeze(doc: Document, spec: SpecModel, entries: list[ModuleEntry]) -> list[str]:
+    class_names = {e.class_name for e in entries}
+    frozen: list[str] = []
+    for i, pattern in enumerate(spec.freeze):
+        matched = [e for e in entries if _matches(pattern, e, class_names)]
+        if not matched:
+            raise doc.error(
+                ("freeze", i),
+                f"freeze {pattern!r} matches no module"
+                + suggest(pattern, [e.path for e in entries]),
+            )
+        for entry in matched:
+            if entry.path not in frozen:
+                frozen.append(entry.path)
+    roots = [
+        p
+        for p in frozen
+        if not any(p.startswith(f"{other}.") for other in frozen if other != p)
+    ]
+    order = {e.path: i for i, e in enumerate(entries)}
+    return sorted(roots, key=order.__getitem__)
+
+
+def apply_init(model: ClassIR, spec: SpecModel, doc: Document) -> list[ModuleEntry]:
+    """Fill the model class's init statements and frozen modules; returns the module list."""
+    entries = list(walk_modules(model.modules))
+    if spec.init:
+        model.init = _InitRules(doc, entries).statements(spec)
+    if spec.freeze:
+        model.freeze = _freeze(doc, spec, entries)
+    return entries

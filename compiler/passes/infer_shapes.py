@@ -1,0 +1,1058 @@
+"""Pass: graph templates -> classes, by walking each graph with its input shapes.
+
+The walk evaluates every argument (expressions may read shapes of earlier nodes),
+expands repeats, instantiates blocks, infers constructor arguments from the shapes
+flowing in (``in_channels``, ``in_features``, ...), and finds each node's output
+shape: by a closed-form rule for the common ops, else by running the op on the
+meta device. Blocks are walked with symbolic parameters, so that their generated
+class computes sizes from its own constructor arguments.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ...spec.errors import SpecError, suggest
+from ...spec.yaml_source import Document
+from ..expressions import (
+    ExpressionError,
+    Scope,
+    Val,
+    const,
+    is_const,
+    literal_ast,
+    resolve_value,
+)
+from ..graph import Call, GraphTemplate, ModuleDef, NodeTemplate, Outputs, Ref
+from ..meta import MetaError, build_meta_module, from_meta, meta_inputs, run_meta
+from ..names import Namespace
+from ..ops import INFERRED_ARGS, OpInfo, signature_of
+from ..shape_rules import FUNCTION_PARAMS, RULES, Fallback, ShapeCall, ShapeError
+from ..values import BATCH, TensorValue, TupleValue, Value
+from .lower import ParamDecl
+
+__all__ = [
+    "MAX_REPEAT",
+    "SEQUENCE_FUNCTIONS",
+    "BlockUse",
+    "GraphResult",
+    "Instantiator",
+]
+
+#: Largest repeat count.
+MAX_REPEAT = 10_000
+#: Functions that take their tensor inputs as one list.
+SEQUENCE_FUNCTIONS = frozenset(
+    {
+        "cat",
+        "concat",
+        "concatenate",
+        "stack",
+        "hstack",
+        "vstack",
+        "dstack",
+        "column_stack",
+    }
+)
+# Constructor arguments written positionally in generated code, when they lead the signature.
+_POSITIONAL_NAMES = frozenset(
+    {
+        "in_channels", "out_channels", "in_features", "out_features", "num_features",
+        "num_groups", "num_channels", "normalized_shape", "input_size", "hidden_size",
+        "embed_dim", "num_heads", "d_model", "nhead", "num_embeddings", "embedding_dim",
+        "in1_features", "in2_features",
+    }
+)  # fmt: skip
+_PY_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+
+
+@dataclass
+class GraphResult:
+    """A graph walked with concrete inputs: what its class holds and computes."""
+
+    template: GraphTemplate
+    modules: list[ModuleDef]
+    calls: list[Call]
+    output_value: Value | dict[str, Value]
+    input_values: list[Value]
+    hoisted: list[tuple[str, Val]]  # constructor parameters for values not expressible
+    attributes: list[tuple[str, ast.expr]]  # forward-time constants set in __init__
+    placeholders: dict[str, tuple[int, int]]  # input-size name -> (input index, dim)
+    param_values: dict[str, Any]
+
+
+@dataclass
+class BlockUse:
+    """One use of a block: the walk of its graph, and what the parent passed."""
+
+    result: GraphResult
+    node_path: tuple
+
+
+@dataclass
+class _State:
+    template: GraphTemplate
+    symbolic: bool
+    env: dict[str, Value | None] = field(default_factory=dict)
+    modules: list[ModuleDef] = field(default_factory=list)
+    module_by_name: dict[str, tuple[ModuleDef, NodeTemplate, dict[str, Val]]] = field(
+        default_factory=dict
+    )
+    calls: list[Call] = field(default_factory=list)
+    hoisted: list[tuple[str, Val]] = field(default_factory=list)
+    attributes: list[tuple[str, ast.expr]] = field(default_factory=list)
+    names: Namespace = field(default_factory=Namespace)
+    scope: Scope | None = None
+
+
+def _placeholder_names(
+    inputs: list[str], values: list[Value]
+) -> dict[tuple[int, int], str]:
+    names: dict[tuple[int, int], str] = {}
+    for i, (name, value) in enumerate(zip(inputs, values)):
+        if not isinstance(value, TensorValue):
+            continue
+        prefix = "in" if len(inputs) == 1 else name
+        rank = value.rank
+        spatial = {4: ("height", "width"), 5: ("depth", "height", "width")}.get(
+            rank, ()
+        )
+        for k in range(rank):
+            if k == value.batch_dim:
+                continue
+            if k == 1:
+                word = "channels" if rank >= 3 else "features"
+            elif k == rank - 1 and rank == 3:
+                word = "features"
+            elif spatial and k >= 2:
+                word = spatial[k - 2]
+            else:
+                word = f"dim{k}"
+            names[(i, k)] = f"{prefix}_{word}"
+    return names
+
+
+def _names_in(tree: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _substitute(
+    sym: ast.expr | None, mapping: dict[str, ast.expr | None]
+) -> ast.expr | None:
+    """Rewrite a child's symbolic size in the parent's terms; None if it cannot be."""
+    if sym is None:
+        return None
+    missing = False
+
+    class _Swap(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            nonlocal missing
+            if node.id == "float":
+                return node
+            replacement = mapping.get(node.id)
+            if replacement is None:
+                missing = True
+                return node
+            return replacement
+
+    import copy
+
+    new = _Swap().visit(copy.deepcopy(sym))
+    return None if missing else new
+
+
+def _translate(value: Any, mapping: dict[str, ast.expr | None]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, TensorValue):
+        sym = tuple(_substitute(s, mapping) for s in value.sym)
+        return TensorValue(value.shape, value.dtype, sym, value.batch_dim)
+    if isinstance(value, TupleValue):
+        return TupleValue(tuple(_translate(v, mapping) for v in value.items))
+    return {k: _translate(v, mapping) for k, v in value.items()}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Instantiator:
+    """Walks graph templates; one instance per compile."""
+
+    def __init__(self, doc: Document, blocks: dict[str, GraphTemplate]) -> None:
+        self.doc = doc
+        self.blocks = blocks
+        self.uses: dict[str, list[BlockUse]] = {}
+        self._cache: dict[Any, GraphResult] = {}
+        self.num_calls = 0
+
+    # -- errors ---------------------------------------------------------------
+
+    def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
+        return self.doc.error(path, message, key=key)
+
+    def node_fail(self, node: NodeTemplate, message: str) -> SpecError:
+        detail = ", ".join(f"{k}={_short(v)}" for k, v in list(node.kwargs.items())[:3])
+        what = node.op_name + (f", {detail}" if detail else "")
+        return self.fail(node.path, f"node {node.name!r} ({what}): {message}")
+
+    # -- graphs ---------------------------------------------------------------
+
+    def run(
+        self,
+        template: GraphTemplate,
+        params: dict[str, Val],
+        inputs: list[Value],
+        symbolic: bool,
+    ) -> GraphResult:
+        state = _State(template, symbolic)
+        state.names = Namespace(set(params) | set(template.inputs))
+        placeholders: dict[str, tuple[int, int]] = {}
+        if symbolic:
+            names = _placeholder_names(template.inputs, inputs)
+            for (i, k), name in names.items():
+                name = state.names.fresh(name)
+                placeholders[name] = (i, k)
+                value = inputs[i]
+                assert isinstance(value, TensorValue)
+                sym = list(value.sym)
+                sym[k] = ast.Name(name, ast.Load())
+                inputs[i] = TensorValue(
+                    value.shape, value.dtype, tuple(sym), value.batch_dim
+                )
+        for node in template.nodes:
+            state.names.reserve(node.name)
+        for name, value in zip(template.inputs, inputs):
+            state.env[name] = value
+        state.scope = Scope(
+            params, lambda ref: self._shape_of(state, ref), lambda: list(state.env)
+        )
+        previous: Value | None = inputs[0] if len(inputs) == 1 else None
+        for node in template.nodes:
+            previous = self.node(state, node, previous)
+            state.env[node.name] = previous
+        output_value = self.outputs(state, template.outputs)
+        return GraphResult(
+            template=template,
+            modules=state.modules,
+            calls=state.calls,
+            output_value=output_value,
+            input_values=inputs,
+            hoisted=state.hoisted,
+            attributes=state.attributes,
+            placeholders=placeholders,
+            param_values={k: v.value for k, v in params.items()},
+        )
+
+    def _shape_of(self, state: _State, ref: str) -> list[Val | None]:
+        if ref not in state.env:
+            raise ExpressionError(
+                f"{ref!r} is not a node or input defined before this point"
+                + suggest(ref, list(state.env))
+            )
+        value = state.env[ref]
+        if not isinstance(value, TensorValue):
+            raise ExpressionError(f"{ref!r} is a tuple, not a tensor; it has no .shape")
+        return value.dim_vals()
+
+    def outputs(self, state: _State, outputs: Outputs) -> Value | dict[str, Value]:
+        values = [self.lookup(state, ref) for ref in outputs.refs]
+        if outputs.kind == "single":
+            return values[0]
+        if outputs.kind == "tuple":
+            return TupleValue(tuple(values))
+        return dict(zip(outputs.keys, values))
+
+    def lookup(self, state: _State, ref: Ref) -> Value:
+        value = state.env.get(ref.name)
+        for depth, k in enumerate(ref.index):
+            if not isinstance(value, TupleValue):
+                shown = ".".join([ref.name, *map(str, ref.index[:depth])])
+                raise self.fail(
+                    ref.path, f"{shown!r} is a single tensor, so {ref} is not defined"
+                )
+            if not -len(value.items) <= k < len(value.items):
+                raise self.fail(
+                    ref.path, f"{ref}: {ref.name!r} returns {len(value.items)} values"
+                )
+            value = value.items[k]
+        if value is None:
+            raise self.fail(ref.path, f"{ref} is None (the op returns no tensor there)")
+        return value
+
+    # -- nodes ----------------------------------------------------------------
+
+    def node(self, state: _State, node: NodeTemplate, previous: Value | None) -> Value:
+        self.num_calls += 1
+        if node.inputs is None:
+            if previous is None:
+                raise self.node_fail(node, "has no input: give it one with in:")
+            if isinstance(previous, TupleValue):
+                prev = state.calls[-1].node if state.calls else "previous"
+                raise self.node_fail(
+                    node,
+                    f"the previous node returns a tuple of {len(previous.items)}; "
+                    f"choose an element with in: {prev}.0",
+                )
+            refs: list[Ref] | dict[str, Ref] = (
+                [Ref(state.calls[-1].node)] if state.calls else []
+            )
+            values: list[Value] | dict[str, Value] = [previous]
+        else:
+            refs = node.inputs
+            if isinstance(refs, dict):
+                values = {k: self.lookup(state, r) for k, r in refs.items()}
+            else:
+                values = [self.lookup(state, r) for r in refs]
+        if node.use is not None:
+            return self.use_node(state, node, refs, values)
+        assert node.op is not None
+        count = self.repeat_count(state, node)
+        if node.op.kind == "function":
+            return self.function_node(state, node, refs, values, count)
+        return self.module_node(state, node, refs, values, count)
+
+    def repeat_count(self, state: _State, node: NodeTemplate) -> int | None:
+        if node.repeat is None:
+            return None
+        path = (*node.path, "repeat")
+        val = self.evaluate(state, node.repeat, path)
+        if (
+            not isinstance(val.value, int)
+            or isinstance(val.value, bool)
+            or val.value < 1
+        ):
+            raise self.fail(
+                path, f"repeat must be a positive integer, received {val.value!r}"
+            )
+        if val.value > MAX_REPEAT:
+            raise self.fail(
+                path, f"repeat {val.value} is over the limit of {MAX_REPEAT}"
+            )
+        return val.value
+
+    def evaluate(
+        self, state: _State, raw: Any, path: tuple, extra: dict | None = None
+    ) -> Val:
+        assert state.scope is not None
+        scope = state.scope.child(extra) if extra else state.scope
+        try:
+            return resolve_value(raw, scope)
+        except ExpressionError as exc:
+            raise self.fail(path, str(exc)) from None
+
+    def code(self, state: _State, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
+        """The expression for a constructor argument in the class being generated."""
+        if not state.symbolic or is_const(val.sym):
+            return literal_ast(val.value)
+        if val.sym is not None:
+            return val.sym
+        name = state.names.fresh(f"{node.name}_{arg}")
+        state.hoisted.append((name, Val(val.value, None)))
+        return ast.Name(name, ast.Load())
+
+    def forward_code(
+        self, state: _State, node: NodeTemplate, arg: str, val: Val
+    ) -> ast.expr:
+        """The expression for a function argument used in forward."""
+        if not state.symbolic or is_const(val.sym):
+            return literal_ast(val.value)
+        attr = state.names.fresh(f"{node.name}_{arg}")
+        state.attributes.append((attr, self.code(state, node, arg, val)))
+        return ast.Attribute(ast.Name("self", ast.Load()), attr, ast.Load())
+
+    # -- functions ------------------------------------------------------------
+
+    def function_node(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        refs: list[Ref] | dict[str, Ref],
+        values: list[Value] | dict[str, Value],
+        count: int | None,
+    ) -> Value:
+        assert node.op is not None
+        op = node.op
+        sequence = op.name in SEQUENCE_FUNCTIONS
+        signature = signature_of(op.target)
+        if signature is not None and isinstance(values, list):
+            self.check_function_kwargs(node, signature, len(values))
+        value: Value | None = None
+        for k in range(count or 1):
+            extra = {"i": const(k)} if count is not None else None
+            args = [
+                self.evaluate(state, a, (*node.path, "args", j), extra)
+                for j, a in enumerate(node.args)
+            ]
+            kwargs = {
+                key: self.evaluate(state, v, (*node.path, key), extra)
+                for key, v in node.kwargs.items()
+            }
+            if k > 0:
+                assert value is not None
+                values = [value]
+                refs = [Ref(state.calls[-1].node)]
+            value = self.function_shape(node, values, args, kwargs, sequence)
+            name = (
+                node.name if count is None or k == 0 else state.names.fresh(node.name)
+            )
+            state.calls.append(
+                Call(
+                    node=name,
+                    callee=op.code,
+                    inputs=refs,
+                    sequence=sequence,
+                    args=[
+                        self.forward_code(state, node, f"arg{j}", a)
+                        for j, a in enumerate(args)
+                    ],
+                    kwargs=[
+                        (key, self.forward_code(state, node, key, v))
+                        for key, v in kwargs.items()
+                    ],
+                    value=value,
+                    line=self.doc.where(node.path)[0],
+                    op=op.name,
+                )
+            )
+            if (
+                count is not None
+                and k < count - 1
+                and not isinstance(value, TensorValue)
+            ):
+                raise self.node_fail(node, "repeats, so it must return one tensor")
+        assert value is not None
+        return value
+
+    def check_function_kwargs(
+        self, node: NodeTemplate, signature: inspect.Signature, n_inputs: int
+    ) -> None:
+        params = signature.parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        for key in node.kwargs:
+            if key not in params:
+                raise self.fail(
+                    (*node.path, key),
+                    f"{node.op_name} has no argument {key!r}"
+                    + suggest(key, list(params))
+                    + f"; its arguments: {', '.join(params)}",
+                    key=True,
+                )
+
+    def function_shape(
+        self,
+        node: NodeTemplate,
+        values: list[Value] | dict[str, Value],
+        args: list[Val],
+        kwargs: dict[str, Val],
+        sequence: bool,
+    ) -> Value:
+        assert node.op is not None
+        rule = RULES.get(node.op.name)
+        if (
+            rule is not None
+            and isinstance(values, list)
+            and node.op.import_module is None
+        ):
+            names = [n for n, _ in FUNCTION_PARAMS.get(node.op.name, ())]
+            bound = dict(kwargs)
+            if len(args) <= len(names):
+                bound.update(zip(names, args))
+                for name, default in FUNCTION_PARAMS.get(node.op.name, ()):
+                    bound.setdefault(name, const(default))
+                try:
+                    return rule(ShapeCall(node.op.name, list(values), bound))
+                except ShapeError as exc:
+                    raise self.node_fail(node, str(exc)) from None
+                except Fallback:
+                    pass
+        arg_values = [a.value for a in args]
+        kw_values = {k: v.value for k, v in kwargs.items()}
+        if isinstance(values, dict):
+            call_kwargs = {
+                **dict(zip(values, meta_inputs(list(values.values())))),
+                **kw_values,
+            }
+            call_args = arg_values
+            like = None
+        else:
+            metas = meta_inputs(values)
+            call_args = ([metas] if sequence else metas) + arg_values
+            call_kwargs = kw_values
+            like = values[0] if values and isinstance(values[0], TensorValue) else None
+        try:
+            result = run_meta(node.op.target, call_args, call_kwargs)
+            return from_meta(result, like)
+        except MetaError as exc:
+            shapes = self.describe_inputs(values)
+            raise self.node_fail(node, f"{exc} (inputs: {shapes})") from None
+
+    @staticmethod
+    def describe_inputs(values: list[Value] | dict[str, Value]) -> str:
+        if isinstance(values, dict):
+            return ", ".join(f"{k}={v.render()}" for k, v in values.items())
+        return ", ".join(v.render() for v in values) or "none"
+
+    # -- modules --------------------------------------------------------------
+
+    def module_node(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        refs: list[Ref] | dict[str, Ref],
+        values: list[Value] | dict[str, Value],
+        count: int | None,
+    ) -> Value:
+        assert node.op is not None
+        copies: list[ModuleDef] = []
+        value: Value | None = None
+        bound: dict[str, Val] = {}
+        for k in range(count or 1):
+            extra = {"i": const(k)} if count is not None else None
+            if k > 0:
+                if not isinstance(value, TensorValue):
+                    raise self.node_fail(node, "repeats, so it must return one tensor")
+                values = [value]
+            if node.op.kind == "block":
+                mdef, value, bound = self.block_instance(state, node, values, extra)
+            else:
+                mdef, value, bound = self.torch_module(state, node, values, extra)
+            copies.append(mdef)
+        assert value is not None
+        if count is None:
+            module = copies[0]
+        else:
+            for k, copy in enumerate(copies):
+                copy.name = str(k)
+            module = ModuleDef(
+                name=node.name,
+                op=node.op,
+                ctor=ast.Call(
+                    ast.Attribute(ast.Name("nn", ast.Load()), "Sequential", ast.Load()),
+                    [c.ctor for c in copies],
+                    [],
+                ),
+                line=copies[0].line,
+                value_class="Sequential",
+                children=copies,
+                num_params=sum(c.num_params for c in copies),
+            )
+        state.modules.append(module)
+        state.module_by_name[node.name] = (module, node, bound)
+        state.calls.append(
+            Call(
+                node=node.name,
+                callee=f"self.{node.name}",
+                inputs=refs,
+                sequence=False,
+                args=[],
+                kwargs=[],
+                value=value,
+                line=self.doc.where(node.path)[0],
+                op=node.op.name,
+            )
+        )
+        return value
+
+    def bind_module_args(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        op: OpInfo,
+        first: TensorValue | None,
+        extra: dict | None,
+    ) -> tuple[dict[str, Val], set[str]]:
+        """Evaluated constructor arguments, inferred ones included, in signature order."""
+        signature = signature_of(op.target)
+        kwargs = {
+            key: self.evaluate(state, v, (*node.path, key), extra)
+            for key, v in node.kwargs.items()
+        }
+        args = [
+            self.evaluate(state, a, (*node.path, "args", j), extra)
+            for j, a in enumerate(node.args)
+        ]
+        inferred: dict[str, Val] = {}
+        for arg, dim in INFERRED_ARGS.get(op.name, ()):
+            if first is None:
+                break
+            if (
+                not -first.rank <= dim < first.rank
+                or dim % first.rank == first.batch_dim
+            ):
+                raise self.node_fail(
+                    node,
+                    f"cannot infer {arg}: its input {first.render()} has no dim {dim}",
+                )
+            dim_val = first.dim_val(dim % first.rank)
+            assert dim_val is not None
+            if arg in kwargs:
+                given = kwargs[arg].value
+                expected = dim_val.value
+                if arg == "normalized_shape":
+                    continue
+                if given != expected:
+                    raise self.fail(
+                        (*node.path, arg),
+                        f"node {node.name!r} ({op.name}): {arg} is {given!r}, but its input "
+                        f"{first.render()} has {expected} in dim {dim % first.rank}; "
+                        f"leave {arg} out and nnspec infers it",
+                    )
+                continue
+            inferred[arg] = dim_val
+        if signature is None:
+            merged = {**inferred, **kwargs}
+            return merged, set(inferred)
+        params = [
+            p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD
+        ]
+        has_var_kw = len(params) != len(signature.parameters)
+        positional = [
+            p.name
+            for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.name not in inferred
+        ]
+        bound: dict[str, Val] = dict(inferred)
+        if len(args) > len(positional):
+            raise self.fail(
+                (*node.path, "args"),
+                f"{op.name} takes at most {len(positional)} positional arguments "
+                f"({', '.join(positional)}), received {len(args)}",
+                key=True,
+            )
+        for name, val in zip(positional, args):
+            bound[name] = val
+        names = {p.name for p in params}
+        for key, val in kwargs.items():
+            if key not in names and not has_var_kw:
+                raise self.fail(
+                    (*node.path, key),
+                    f"{op.class_name} has no argument {key!r}"
+                    + suggest(key, sorted(names))
+                    + f"; its arguments: {', '.join(p.name for p in params)}",
+                    key=True,
+                )
+            if key in bound and key not in inferred:
+                raise self.fail(
+                    (*node.path, key), f"{key!r} is also given in args", key=True
+                )
+            bound[key] = val
+        missing = [
+            p.name
+            for p in params
+            if p.default is p.empty
+            and p.kind not in (p.VAR_POSITIONAL,)
+            and p.name not in bound
+        ]
+        if missing:
+            raise self.node_fail(
+                node,
+                f"missing required argument{'s' if len(missing) > 1 else ''} "
+                + ", ".join(missing),
+            )
+        order = {p.name: i for i, p in enumerate(params)}
+        ordered = dict(
+            sorted(bound.items(), key=lambda kv: order.get(kv[0], len(order)))
+        )
+        return ordered, set(inferred)
+
+    def ctor_ast(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        code: str,
+        bound: dict[str, Val],
+        target: Any,
+    ) -> ast.Call:
+        signature = signature_of(target)
+        order = list(signature.parameters) if signature is not None else []
+        args: list[ast.expr] = []
+        keywords: list[ast.keyword] = []
+        leading = True
+        for i, (name, val) in enumerate(bound.items()):
+            expr = self.code(state, node, name, val)
+            if (
+                leading
+                and i < len(order)
+                and order[i] == name
+                and name in _POSITIONAL_NAMES
+            ):
+                args.append(expr)
+            else:
+                leading = False
+                keywords.append(ast.keyword(name, expr))
+        func: ast.expr = ast.Name(code, ast.Load())
+        return ast.Call(func, args, keywords)
+
+    def torch_module(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        values: list[Value] | dict[str, Value],
+        extra: dict | None,
+    ) -> tuple[ModuleDef, Value, dict[str, Val]]:
+        assert node.op is not None
+        op = node.op
+        listed = list(values.values()) if isinstance(values, dict) else values
+        first = listed[0] if listed and isinstance(listed[0], TensorValue) else None
+        bound, _ = self.bind_module_args(state, node, op, first, extra)
+        module = self.meta_module(node, op, bound)
+        value = self.module_shape(node, op, module, bound, values)
+        ctor = self.ctor_ast(state, node, op.code, bound, op.target)
+        mdef = self.module_def(node, op, ctor, module)
+        return mdef, value, bound
+
+    def meta_module(self, node: NodeTemplate, op: OpInfo, bound: dict[str, Val]) -> Any:
+        signature = signature_of(op.target)
+        positional_only = set()
+        if signature is not None:
+            positional_only = {
+                p.name
+                for p in signature.parameters.values()
+                if p.kind is p.POSITIONAL_ONLY
+            }
+        args = [v.value for k, v in bound.items() if k in positional_only]
+        kwargs = {k: v.value for k, v in bound.items() if k not in positional_only}
+        try:
+            return build_meta_module(op.target, args, kwargs)
+        except MetaError as exc:
+            raise self.node_fail(
+                node, f"{op.class_name} cannot be built: {exc}"
+            ) from None
+
+    def module_def(
+        self, node: NodeTemplate, op: OpInfo, ctor: ast.expr, module: Any
+    ) -> ModuleDef:
+        nested = tuple(
+            (
+                path,
+                type(sub).__name__,
+                tuple(n for n, _ in sub.named_parameters(recurse=False)),
+            )
+            for path, sub in module.named_modules()
+            if path
+        )
+        return ModuleDef(
+            name=node.name,
+            op=op,
+            ctor=ctor,
+            line=self.doc.where(node.path)[0],
+            value_class=type(module).__name__,
+            param_names=tuple(n for n, _ in module.named_parameters(recurse=False)),
+            nested=nested,
+            num_params=sum(p.numel() for p in module.parameters()),
+        )
+
+    def module_shape(
+        self,
+        node: NodeTemplate,
+        op: OpInfo,
+        module: Any,
+        bound: dict[str, Val],
+        values: list[Value] | dict[str, Value],
+    ) -> Value:
+        rule = RULES.get(op.name) if op.import_module is None else None
+        if rule is not None and isinstance(values, list):
+            signature = signature_of(op.target)
+            full = dict(bound)
+            if signature is not None:
+                for p in signature.parameters.values():
+                    if p.default is not p.empty and p.name not in full:
+                        full[p.name] = const(p.default)
+            try:
+                return rule(ShapeCall(op.name, list(values), full))
+            except ShapeError as exc:
+                raise self.node_fail(node, str(exc)) from None
+            except Fallback:
+                pass
+        try:
+            if isinstance(values, dict):
+                result = run_meta(
+                    module, [], dict(zip(values, meta_inputs(list(values.values()))))
+                )
+                like = None
+            else:
+                result = run_meta(module, meta_inputs(values), {})
+                like = (
+                    values[0] if values and isinstance(values[0], TensorValue) else None
+                )
+            return from_meta(result, like)
+        except MetaError as exc:
+            raise self.node_fail(
+                node, f"{exc} (inputs: {self.describe_inputs(values)})"
+            ) from None
+
+    # -- blocks ---------------------------------------------------------------
+
+    def bind_block_params(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        block: GraphTemplate,
+        extra: dict | None,
+    ) -> dict[str, Val]:
+        decls: dict[str, ParamDecl] = block.params
+        names = list(decls)
+        given: dict[str, Val] = {}
+        if len(node.args) > len(names):
+            raise self.fail(
+                (*node.path, "args"),
+                f"block {block.name} takes {len(names)} params ({', '.join(names)}), "
+                f"received {len(node.args)} positional arguments",
+                key=True,
+            )
+        for j, (name, raw) in enumerate(zip(names, node.args)):
+            given[name] = self.evaluate(state, raw, (*node.path, "args", j), extra)
+        for key, raw in node.kwargs.items():
+            if key not in decls:
+                raise self.fail(
+                    (*node.path, key),
+                    f"block {block.name} has no param {key!r}"
+                    + suggest(key, names)
+                    + f"; its params: {', '.join(names) or 'none'}",
+                    key=True,
+                )
+            given[key] = self.evaluate(state, raw, (*node.path, key), extra)
+        for name, decl in decls.items():
+            if name not in given and decl.required:
+                raise self.node_fail(node, f"block {block.name} needs param {name!r}")
+            if name in given and decl.type in _PY_TYPES:
+                value = given[name].value
+                ok = isinstance(value, _PY_TYPES[decl.type]) and not (
+                    decl.type in ("int", "float") and isinstance(value, bool)
+                )
+                if not ok and not (value is None and not decl.required):
+                    at = (*node.path, name) if name in node.kwargs else node.path
+                    raise self.fail(
+                        at,
+                        f"block {block.name} param {name!r} expects {decl.type}, "
+                        f"received {value!r}",
+                        key=name in node.kwargs,
+                    )
+        return given
+
+    def block_inputs(
+        self,
+        node: NodeTemplate,
+        block: GraphTemplate,
+        values: list[Value] | dict[str, Value],
+    ) -> list[Value]:
+        if isinstance(values, dict):
+            unknown = [k for k in values if k not in block.inputs]
+            if unknown:
+                raise self.fail(
+                    (*node.path, "in", unknown[0]),
+                    f"block {block.name} has no input {unknown[0]!r}"
+                    + suggest(unknown[0], block.inputs)
+                    + f"; its inputs: {', '.join(block.inputs)}",
+                    key=True,
+                )
+            missing = [k for k in block.inputs if k not in values]
+            if missing:
+                raise self.node_fail(
+                    node, f"block {block.name} needs input {missing[0]!r}"
+                )
+            ordered = [values[k] for k in block.inputs]
+        else:
+            ordered = list(values)
+        if len(ordered) != len(block.inputs):
+            raise self.node_fail(
+                node,
+                f"block {block.name} takes {len(block.inputs)} input(s) "
+                f"({', '.join(block.inputs)}), received {len(ordered)}",
+            )
+        return ordered
+
+    def block_instance(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        values: list[Value] | dict[str, Value],
+        extra: dict | None,
+    ) -> tuple[ModuleDef, Value, dict[str, Val]]:
+        assert node.op is not None
+        block = self.blocks[node.op.name]
+        given = self.bind_block_params(state, node, block, extra)
+        inputs = self.block_inputs(node, block, values)
+        child_params: dict[str, Val] = {}
+        for name, decl in block.params.items():
+            value = given[name].value if name in given else decl.default
+            child_params[name] = Val(value, ast.Name(name, ast.Load()))
+        result = self.run_block(block, child_params, inputs, node)
+        # What the parent passes: given params, used input sizes, hoisted values.
+        used = set()
+        for mdef in result.modules:
+            used |= _names_in(mdef.ctor)
+        for _, expr in result.attributes:
+            used |= _names_in(expr)
+        sizes: list[ast.keyword] = []
+        keywords: list[ast.keyword] = []
+        mapping: dict[str, ast.expr | None] = {}
+        bound: dict[str, Val] = {}
+        for pname, (i, k) in result.placeholders.items():
+            value = inputs[i]
+            assert isinstance(value, TensorValue)
+            dim = Val(value.shape[k], value.sym[k])
+            mapping[pname] = dim.sym if state.symbolic else literal_ast(dim.value)
+            if pname in used:
+                sizes.append(ast.keyword(pname, self.code(state, node, pname, dim)))
+                bound[pname] = dim
+        for name, decl in block.params.items():
+            if name in given:
+                val = given[name]
+                keywords.append(ast.keyword(name, self.code(state, node, name, val)))
+                mapping[name] = val.sym if state.symbolic else literal_ast(val.value)
+                bound[name] = val
+            else:
+                mapping[name] = literal_ast(decl.default)
+        for hname, hval in result.hoisted:
+            keywords.append(ast.keyword(hname, self.code(state, node, hname, hval)))
+            mapping[hname] = None
+            bound[hname] = hval
+        keywords = sizes + keywords
+        ctor = ast.Call(ast.Name(block.name, ast.Load()), [], keywords)
+        output = _translate(result.output_value, mapping)
+        mdef = ModuleDef(
+            name=node.name,
+            op=node.op,
+            ctor=ctor,
+            line=self.doc.where(node.path)[0],
+            value_class=block.name,
+            children=result.modules,
+            block=block.name,
+            num_params=sum(m.num_params for m in result.modules),
+        )
+        self.uses.setdefault(block.name, []).append(BlockUse(result, node.path))
+        return mdef, output, bound
+
+    def run_block(
+        self,
+        block: GraphTemplate,
+        params: dict[str, Val],
+        inputs: list[Value],
+        node: NodeTemplate,
+    ) -> GraphResult:
+        key = (
+            block.name,
+            tuple((k, repr(v.value)) for k, v in params.items()),
+            tuple(
+                (v.shape, v.dtype, v.batch_dim)
+                if isinstance(v, TensorValue)
+                else repr(v)
+                for v in inputs
+            ),
+        )
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        fresh_inputs = [
+            TensorValue.make(v.shape, v.dtype, None, v.batch_dim)
+            if isinstance(v, TensorValue)
+            else v
+            for v in inputs
+        ]
+        result = self.run(block, params, fresh_inputs, symbolic=True)
+        self._cache[key] = result
+        return result
+
+    # -- shared layers --------------------------------------------------------
+
+    def use_node(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        refs: list[Ref] | dict[str, Ref],
+        values: list[Value] | dict[str, Value],
+    ) -> Value:
+        assert node.use is not None
+        module, original, bound = state.module_by_name[node.use]
+        op = module.op
+        if module.children and module.block is None:  # a repeat: run the chain again
+            value: Value | None = None
+            current = values
+            for _ in module.children:
+                value = self.shared_shape(state, node, original, op, bound, current)
+                current = [value]
+        else:
+            value = self.shared_shape(state, node, original, op, bound, values)
+        assert value is not None
+        state.calls.append(
+            Call(
+                node=node.name,
+                callee=f"self.{node.use}",
+                inputs=refs,
+                sequence=False,
+                args=[],
+                kwargs=[],
+                value=value,
+                line=self.doc.where(node.path)[0],
+                op=f"use {node.use}",
+            )
+        )
+        return value
+
+    def shared_shape(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        original: NodeTemplate,
+        op: OpInfo,
+        bound: dict[str, Val],
+        values: list[Value] | dict[str, Value],
+    ) -> Value:
+        if op.kind == "block":
+            block = self.blocks[op.name]
+            inputs = self.block_inputs(node, block, values)
+            params = {
+                name: Val(
+                    bound[name].value if name in bound else decl.default, ast.Name(name)
+                )
+                for name, decl in block.params.items()
+            }
+            result = self.run_block(block, params, inputs, node)
+            for pname, (i, k) in result.placeholders.items():
+                value = inputs[i]
+                if (
+                    pname in bound
+                    and isinstance(value, TensorValue)
+                    and bound[pname].value != value.shape[k]
+                ):
+                    raise self.node_fail(
+                        node,
+                        f"shares {node.use!r}, which was built for {pname}="
+                        f"{bound[pname].value}, but its input {value.render()} has "
+                        f"{value.shape[k]} in dim {k}",
+                    )
+            mapping: dict[str, ast.expr | None] = {
+                k: (v.sym if state.symbolic else literal_ast(v.value))
+                for k, v in bound.items()
+            }
+            return _translate(result.output_value, mapping)
+        module = self.meta_module(original, op, bound)
+        try:
+            return self.module_shape(original, op, module, bound, values)
+        except SpecError as exc:
+            raise self.node_fail(
+                node, f"shares {node.use!r}, built for other inputs: {exc.message}"
+            ) from None
+
+
+def model_inputs(spec_inputs: dict[str, Any]) -> list[Value]:
+    """The model's input values: the declared shapes behind the batch dimension."""
+    values: list[Value] = []
+    for decl in spec_inputs.values():
+        shape, dtype = (
+            (decl, "float32") if isinstance(decl, list) else (decl.shape, decl.dtype)
+        )
+        full = (BATCH, *shape)
+        sym = (None, *(const(n).sym for n in shape))
+        values.append(TensorValue(full, getattr(torch, dtype), sym, 0))
+    return values

@@ -1,0 +1,393 @@
+"""Pass: validated spec -> graph templates (names given, ops and references resolved)."""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any
+
+from ...spec.errors import Diagnostic, SpecError, suggest
+from ...spec.model import BlockParam, NodeSpec, SpecModel
+from ...spec.yaml_source import Document
+from ..graph import GraphTemplate, NodeTemplate, Outputs, Ref
+from ..names import Namespace, name_problem, snake_case
+from ..ops import OpInfo, OpLookupError, module_names, resolve_op
+
+__all__ = ["ParamDecl", "lower_spec"]
+
+_RESERVED_NODE_KEYS = {"op", "name", "in", "args", "repeat", "use"}
+
+
+class ParamDecl:
+    """A block parameter: its type ('any' when undeclared), default, and whether required."""
+
+    def __init__(
+        self, type_: str, default: Any, required: bool, doc: str | None
+    ) -> None:
+        self.type = type_
+        self.default = default
+        self.required = required
+        self.doc = doc
+
+
+class _Lowering:
+    def __init__(
+        self, doc: Document, spec: SpecModel, allow_imports: frozenset[str]
+    ) -> None:
+        self.doc = doc
+        self.spec = spec
+        self.allow_imports = allow_imports
+        self.errors: list[Diagnostic] = []
+
+    def error(self, path: tuple, message: str, *, key: bool = False) -> None:
+        self.errors.append(self.doc.diagnostic(path, message, key=key))
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            errors = sorted(self.errors, key=lambda d: (d.line, d.column))
+            raise SpecError(diagnostics=errors, source=self.doc.source)
+
+    # -- graphs ---------------------------------------------------------------
+
+    def graph(
+        self,
+        name: str,
+        kind: str,
+        doc: str | None,
+        params: dict[str, Any],
+        inputs: list[str],
+        layers: list[Any],
+        outputs: Any,
+        base: tuple,
+    ) -> GraphTemplate:
+        input_path = (*base, "inputs") if kind == "block" else ("inputs",)
+        for i, input_name in enumerate(inputs):
+            problem = name_problem(input_name, attribute=False)
+            at = (*input_path, i) if kind == "block" else (*input_path, input_name)
+            if problem:
+                self.error(
+                    at, f"input name {input_name!r} {problem}", key=kind == "model"
+                )
+        if len(set(inputs)) != len(inputs):
+            self.error(input_path, "input names must be unique")
+
+        namespace = Namespace(set(inputs) | set(params))
+        explicit: dict[str, tuple] = {}
+        for i, raw in enumerate(layers):
+            if isinstance(raw, NodeSpec) and raw.name is not None:
+                path = (*base, "layers", i, "name")
+                problem = name_problem(raw.name)
+                if problem:
+                    self.error(path, f"node name {raw.name!r} {problem}")
+                elif raw.name in explicit:
+                    first = self.doc.where(explicit[raw.name])[0]
+                    self.error(
+                        path,
+                        f"duplicate node name {raw.name!r} (first at line {first})",
+                    )
+                elif raw.name in inputs:
+                    self.error(path, f"node name {raw.name!r} is already an input name")
+                elif raw.name in params:
+                    self.error(
+                        path, f"node name {raw.name!r} is already a parameter name"
+                    )
+                explicit[raw.name] = path
+                namespace.reserve(raw.name)
+
+        nodes: list[NodeTemplate] = []
+        defined: dict[str, NodeTemplate | None] = {n: None for n in inputs}
+        later = self._all_names(layers)
+        for i, raw in enumerate(layers):
+            node = self.node(
+                raw, (*base, "layers", i), namespace, defined, later, inputs, i == 0
+            )
+            if node is not None:
+                nodes.append(node)
+                defined[node.name] = node
+        out = self.outputs(outputs, (*base, "outputs"), defined, nodes)
+        return GraphTemplate(name, kind, doc, params, inputs, nodes, out, base)  # type: ignore[arg-type]
+
+    def _all_names(self, layers: list[Any]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for i, raw in enumerate(layers):
+            if isinstance(raw, NodeSpec) and raw.name:
+                found.setdefault(raw.name, i)
+        return found
+
+    def node(
+        self,
+        raw: Any,
+        path: tuple,
+        namespace: Namespace,
+        defined: dict[str, NodeTemplate | None],
+        later: dict[str, int],
+        inputs: list[str],
+        first: bool,
+    ) -> NodeTemplate | None:
+        if isinstance(raw, str):
+            raw = NodeSpec(op=raw)
+            op_path: tuple = path
+        else:
+            op_path = (*path, "op")
+        extras: dict[str, Any] = dict(raw.model_extra or {})
+        if raw.op is None and raw.use is None:
+            self.error(
+                path, "a node needs 'op' (what it computes) or 'use' (a shared layer)"
+            )
+            return None
+        if raw.op is not None and raw.use is not None:
+            self.error(
+                (*path, "use"), "a node has either 'op' or 'use', not both", key=True
+            )
+            return None
+        for key in extras:
+            if not key.isidentifier() or keyword.iskeyword(key) or key.startswith("__"):
+                self.error(
+                    (*path, key), f"{key!r} is not a valid argument name", key=True
+                )
+        op: OpInfo | None = None
+        if raw.op is not None:
+            try:
+                op = resolve_op(raw.op, self.spec.blocks, self.allow_imports)
+            except OpLookupError as exc:
+                self.error(op_path, str(exc))
+                return None
+            default = snake_case(raw.op)
+        else:
+            default = raw.use or "use"
+            if extras or raw.args:
+                key = next(iter(extras), "args")
+                self.error(
+                    (*path, key),
+                    f"a 'use' node calls the module of {raw.use!r} as it is; it takes no "
+                    f"arguments (received {key!r})",
+                    key=True,
+                )
+            if raw.repeat is not None:
+                self.error((*path, "repeat"), "'use' nodes cannot repeat", key=True)
+        name = raw.name if raw.name is not None else namespace.fresh(default)
+        if raw.use is not None:
+            self.check_use(raw.use, (*path, "use"), defined, later)
+        refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first)
+        return NodeTemplate(
+            name=name,
+            path=path,
+            op=op,
+            use=raw.use,
+            inputs=refs,
+            args=list(raw.args or []),
+            kwargs=extras,
+            repeat=raw.repeat,
+        )
+
+    def check_use(
+        self,
+        target: str,
+        path: tuple,
+        defined: dict[str, NodeTemplate | None],
+        later: dict,
+    ) -> None:
+        if target not in defined or defined[target] is None:
+            if target in later:
+                self.error(path, f"'use: {target}' refers to a node defined later")
+            elif target in defined:
+                self.error(path, f"'use: {target}' names an input, not a layer")
+            else:
+                self.error(
+                    path,
+                    f"'use: {target}': no earlier node is called {target!r}"
+                    + suggest(target, [n for n, t in defined.items() if t is not None]),
+                )
+            return
+        node = defined[target]
+        assert node is not None
+        if node.use is not None:
+            self.error(
+                path,
+                f"'use: {target}' names a use node; name the original, {node.use!r}",
+            )
+        elif node.op is not None and node.op.kind == "function":
+            self.error(
+                path,
+                f"'use: {target}': {target!r} is the function {node.op.name!r}, which holds no "
+                "module to share",
+            )
+
+    def parse_ref(
+        self,
+        text: Any,
+        path: tuple,
+        defined: dict[str, NodeTemplate | None],
+        later: dict[str, int],
+    ) -> Ref | None:
+        if not isinstance(text, str):
+            self.error(path, f"a reference is a node or input name, received {text!r}")
+            return None
+        name, *rest = text.split(".")
+        try:
+            index = tuple(int(p) for p in rest)
+        except ValueError:
+            self.error(
+                path,
+                f"bad reference {text!r}: after the name come only element numbers (lstm.0)",
+            )
+            return None
+        if name not in defined:
+            if name in later:
+                line = self.doc.where(path)[0]
+                self.error(
+                    path,
+                    f"{name!r} is defined later in the graph; a node can only take earlier "
+                    f"nodes or inputs (line {line})",
+                )
+            else:
+                self.error(
+                    path,
+                    f"unknown reference {name!r}"
+                    + suggest(name, list(defined))
+                    + f"; known here: {', '.join(defined) or 'none'}",
+                )
+            return None
+        return Ref(name, index, path)
+
+    def refs(
+        self,
+        raw: Any,
+        path: tuple,
+        defined: dict[str, NodeTemplate | None],
+        later: dict[str, int],
+        inputs: list[str],
+        first: bool,
+    ) -> list[Ref] | dict[str, Ref] | None:
+        if raw is None:
+            # The first node takes the first input; later ones the previous node.
+            return [Ref(inputs[0], (), path)] if first and inputs else None
+        if isinstance(raw, str):
+            ref = self.parse_ref(raw, path, defined, later)
+            return [ref] if ref else []
+        if isinstance(raw, list):
+            found = [
+                self.parse_ref(r, (*path, i), defined, later) for i, r in enumerate(raw)
+            ]
+            return [r for r in found if r is not None]
+        found_map = {
+            k: self.parse_ref(v, (*path, k), defined, later) for k, v in raw.items()
+        }
+        for key in raw:
+            if not key.isidentifier() or keyword.iskeyword(key):
+                self.error((*path, key), f"{key!r} is not a valid input name", key=True)
+        return {k: r for k, r in found_map.items() if r is not None}
+
+    def outputs(
+        self,
+        raw: Any,
+        path: tuple,
+        defined: dict[str, NodeTemplate | None],
+        nodes: list[NodeTemplate],
+    ) -> Outputs:
+        if raw is None:
+            last = nodes[-1].name if nodes else next(iter(defined), "x")
+            return Outputs("single", [Ref(last, (), path)], path=path)
+        if isinstance(raw, str):
+            ref = self.parse_ref(raw, path, defined, {})
+            return Outputs("single", [ref] if ref else [], path=path)
+        if isinstance(raw, list):
+            refs = [
+                self.parse_ref(r, (*path, i), defined, {}) for i, r in enumerate(raw)
+            ]
+            return Outputs("tuple", [r for r in refs if r], path=path)
+        keys, refs = [], []
+        for key, value in raw.items():
+            ref = self.parse_ref(value, (*path, key), defined, {})
+            if ref:
+                keys.append(key)
+                refs.append(ref)
+        return Outputs("dict", refs, keys, path=path)
+
+    # -- blocks ---------------------------------------------------------------
+
+    def block_params(self, name: str, params: dict[str, Any]) -> dict[str, ParamDecl]:
+        decls: dict[str, ParamDecl] = {}
+        for pname, raw in params.items():
+            path = ("blocks", name, "params", pname)
+            problem = name_problem(pname, attribute=False)
+            if problem:
+                self.error(path, f"parameter name {pname!r} {problem}", key=True)
+            if isinstance(raw, BlockParam):
+                required = "default" not in raw.model_fields_set
+                decls[pname] = ParamDecl(raw.type, raw.default, required, raw.doc)
+            else:
+                decls[pname] = ParamDecl("any", raw, False, None)
+        return decls
+
+    def check_recursion(self, templates: dict[str, GraphTemplate]) -> None:
+        state: dict[str, int] = {}
+
+        def visit(block: str, trail: list[str]) -> None:
+            state[block] = 1
+            for node in templates[block].nodes:
+                if node.op is None or node.op.kind != "block":
+                    continue
+                used = node.op.name
+                if state.get(used) == 1:
+                    cycle = " -> ".join([*trail[trail.index(used) :], used])
+                    self.error(
+                        (*node.path, "op") if node.path else node.path,
+                        f"block {used!r} uses itself ({cycle}); blocks cannot be recursive",
+                    )
+                elif used not in state:
+                    visit(used, [*trail, used])
+            state[block] = 2
+
+        for block in templates:
+            if block not in state:
+                visit(block, [block])
+
+
+def lower_spec(
+    doc: Document,
+    spec: SpecModel,
+    params: dict[str, Any],
+    allow_imports: frozenset[str] = frozenset(),
+) -> tuple[GraphTemplate, dict[str, GraphTemplate]]:
+    """The model's graph template and each block's. Raises SpecError with every problem found."""
+    lowering = _Lowering(doc, spec, allow_imports)
+    nn_names = module_names()
+    blocks: dict[str, GraphTemplate] = {}
+    for name, block in spec.blocks.items():
+        if name in nn_names:
+            lowering.error(
+                ("blocks", name),
+                f"block {name!r} would shadow torch.nn.{name}",
+                key=True,
+            )
+            continue
+        decls = lowering.block_params(name, block.params)
+        clash = set(decls) & set(block.inputs)
+        for pname in clash:
+            lowering.error(
+                ("blocks", name, "params", pname),
+                f"{pname!r} is both a param and an input",
+                key=True,
+            )
+        blocks[name] = lowering.graph(
+            name, "block", block.doc, decls, block.inputs, block.layers, block.outputs,
+            ("blocks", name),
+        )  # fmt: skip
+        if blocks[name].outputs.kind == "dict":
+            lowering.error(
+                ("blocks", name, "outputs"),
+                "a block returns one value or a list, not a mapping",
+            )
+    lowering.check_recursion(blocks)
+    model = lowering.graph(
+        spec.name,
+        "model",
+        spec.doc,
+        params,
+        list(spec.inputs),
+        spec.layers,
+        spec.outputs,
+        (),
+    )
+    lowering.raise_errors()
+    return model, blocks

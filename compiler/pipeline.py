@@ -1,0 +1,124 @@
+"""The compiler's pipeline: one list of passes from validated spec to Python source.
+
+lower_spec      spec -> graph templates (names, ops, references)
+Instantiator    templates -> walked graphs (expressions, repeats, blocks, shapes)
+block_class     walked block uses -> one class per block
+apply_init      init rules and freeze globs -> statements of the model class
+generate_source classes -> Python source
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..spec.errors import suggest
+from ..spec.model import SpecModel
+from ..spec.validate import validate_document
+from ..spec.yaml_source import Document
+from .codegen import generate_source
+from .expressions import ExpressionError, Scope, const, resolve_value
+from .graph import ClassIR
+from .passes.apply_init import ModuleEntry, apply_init
+from .passes.assemble import block_class, model_class
+from .passes.infer_shapes import GraphResult, Instantiator, model_inputs
+from .passes.lower import lower_spec
+
+__all__ = ["CompiledModel", "compile_document", "resolve_params"]
+
+
+@dataclass
+class CompiledModel:
+    """Everything the compiler found out about a spec, and the source it generated."""
+
+    document: Document
+    spec: SpecModel
+    params: dict[str, Any]
+    model: ClassIR
+    blocks: list[ClassIR]
+    result: GraphResult
+    modules: list[ModuleEntry]
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+def resolve_params(
+    doc: Document, spec: SpecModel, overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The spec's params with overrides applied, expressions among them evaluated in order."""
+    raw = dict(spec.params)
+    for name, value in (overrides or {}).items():
+        if name not in raw:
+            known = ", ".join(raw) or "none"
+            raise doc.error(
+                ("params",) if "params" in doc.data else (),
+                f"unknown param {name!r} was given{suggest(name, list(raw))}; "
+                f"the spec's params: {known}",
+                key=True,
+            )
+        raw[name] = value
+    resolved: dict[str, Any] = {}
+    for name, value in raw.items():
+        scope = Scope({k: const(v) for k, v in resolved.items()})
+        try:
+            resolved[name] = resolve_value(value, scope).value
+        except ExpressionError as exc:
+            raise doc.error(("params", name), str(exc)) from None
+    return resolved
+
+
+def compile_document(
+    doc: Document,
+    params: Mapping[str, Any] | None = None,
+    allow_imports: Iterable[str] = (),
+) -> CompiledModel:
+    """Validate, resolve, infer shapes and generate source. Raises SpecError."""
+    spec = validate_document(doc)
+    values = resolve_params(doc, spec, params)
+    model_template, block_templates = lower_spec(
+        doc, spec, values, frozenset(allow_imports)
+    )
+    instantiator = Instantiator(doc, block_templates)
+    result = instantiator.run(
+        model_template,
+        {k: const(v) for k, v in values.items()},
+        model_inputs(spec.inputs),
+        symbolic=False,
+    )
+    blocks = [
+        block_class(doc, block_templates[name], instantiator.uses[name])
+        for name in block_templates
+        if name in instantiator.uses
+    ]
+    model = model_class(model_template, result)
+    modules = apply_init(model, spec, doc)
+    imports = sorted(
+        {
+            m.op.import_module
+            for cls in [model, *blocks]
+            for m in _all_modules(cls)
+            if m.op.import_module
+        }
+        | {
+            c.callee.rsplit(".", 1)[0]
+            for cls in [model, *blocks]
+            for c in cls.calls
+            if not c.callee.startswith(("self.", "torch.", "F."))
+        }
+    )
+    source = generate_source(model, blocks, os.path.basename(doc.path), imports)
+    return CompiledModel(doc, spec, values, model, blocks, result, modules, source)
+
+
+def _all_modules(cls: ClassIR) -> Iterable[Any]:
+    stack = list(cls.modules)
+    while stack:
+        module = stack.pop()
+        yield module
+        if module.block is None:
+            stack.extend(module.children)

@@ -1,0 +1,114 @@
+"""Printing Python source as ruff's (and black's) formatter would write it.
+
+Expressions are printed from ASTs with double-quoted strings; a statement too long
+for one line is split at its last bracket, first with the contents on one
+indented line, else one item per line with a trailing comma.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+
+__all__ = ["LINE_LENGTH", "expr", "statement", "string_literal"]
+
+LINE_LENGTH = 88
+_INDENT = "    "
+
+
+def string_literal(text: str) -> str:
+    """A string literal, double-quoted unless that needs more escapes than single quotes."""
+    body = repr(text)
+    if body.startswith('"'):  # repr chose double quotes: text has ' and no "
+        return body
+    if '"' in text and "'" not in text:
+        return body
+    inner = body[1:-1].replace("\\'", "'").replace('"', '\\"')
+    return f'"{inner}"'
+
+
+def expr(node: ast.expr) -> str:
+    """Source text of an expression, strings in double quotes."""
+    strings: list[str] = []
+
+    class _Hide(ast.NodeTransformer):
+        def visit_Constant(self, n: ast.Constant) -> ast.AST:
+            if isinstance(n.value, str):
+                strings.append(n.value)
+                return ast.Name(f"__nnspec_str_{len(strings) - 1}__", ast.Load())
+            return n
+
+    hidden = _Hide().visit(copy.deepcopy(node))
+    text = ast.unparse(ast.fix_missing_locations(hidden))
+    for i in range(len(strings) - 1, -1, -1):
+        text = text.replace(f"__nnspec_str_{i}__", string_literal(strings[i]))
+    return text
+
+
+def _items(node: ast.expr) -> tuple[str, list[str], str] | None:
+    """(opening text, item texts, closing text) for a bracketed expression."""
+    if isinstance(node, ast.Call):
+        items = [expr(a) for a in node.args]
+        items += [
+            f"{k.arg}={expr(k.value)}" if k.arg else f"**{expr(k.value)}"
+            for k in node.keywords
+        ]
+        return f"{expr(node.func)}(", items, ")"
+    if isinstance(node, ast.List):
+        return "[", [expr(e) for e in node.elts], "]"
+    if isinstance(node, ast.Tuple):
+        return "(", [expr(e) for e in node.elts], ")"
+    if isinstance(node, ast.Dict):
+        return (
+            "{",
+            [f"{expr(k)}: {expr(v)}" for k, v in zip(node.keys, node.values)],
+            "}",
+        )  # type: ignore[arg-type]
+    return None
+
+
+def _children(node: ast.expr) -> list[ast.expr]:
+    if isinstance(node, ast.Call):
+        return [*node.args, *(k.value for k in node.keywords)]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return list(node.elts)
+    if isinstance(node, ast.Dict):
+        return list(node.values)
+    return []
+
+
+def _prefixes(node: ast.expr) -> list[str]:
+    if isinstance(node, ast.Call):
+        return ["" for _ in node.args] + [f"{k.arg}=" for k in node.keywords]
+    if isinstance(node, ast.Dict):
+        return [f"{expr(k)}: " for k in node.keys]  # type: ignore[arg-type]
+    return ["" for _ in _children(node)]
+
+
+def _split(head: str, node: ast.expr, tail: str, depth: int) -> list[str]:
+    """Lines for ``head + node + tail`` at ``depth`` indents."""
+    indent = _INDENT * depth
+    one = f"{indent}{head}{expr(node)}{tail}"
+    parts = _items(node)
+    if len(one) <= LINE_LENGTH or parts is None or not parts[1]:
+        return [one]
+    opening, items, closing = parts
+    inner = _INDENT * (depth + 1)
+    joined = ", ".join(items)
+    single_tuple = isinstance(node, ast.Tuple) and len(items) == 1
+    if len(inner + joined) <= LINE_LENGTH and not single_tuple:
+        return [
+            f"{indent}{head}{opening}",
+            f"{inner}{joined}",
+            f"{indent}{closing}{tail}",
+        ]
+    lines = [f"{indent}{head}{opening}"]
+    for prefix, child in zip(_prefixes(node), _children(node)):
+        lines += _split(prefix, child, ",", depth + 1)
+    lines.append(f"{indent}{closing}{tail}")
+    return lines
+
+
+def statement(head: str, node: ast.expr, depth: int, tail: str = "") -> list[str]:
+    """``head + <node> + tail`` as formatted lines, e.g. head='self.conv = '."""
+    return _split(head, node, tail, depth)

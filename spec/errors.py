@@ -1,0 +1,88 @@
+"""Errors in a spec, each with the position of the YAML node that caused it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Diagnostic", "SpecError", "suggest"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One mistake in a spec: where it is and what is wrong.
+
+    ``line`` and ``column`` count from 1, as editors do; 0 means unknown.
+    """
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: error: {self.message}"
+
+    def render(self, source: str | None = None) -> str:
+        """The error line, followed by the offending source line and a caret."""
+        text = str(self)
+        if source is None or self.line < 1:
+            return text
+        lines = source.splitlines()
+        if self.line > len(lines):
+            return text
+        src = lines[self.line - 1].rstrip()
+        caret = " " * max(self.column - 1, 0) + "^"
+        return f"{text}\n    {src}\n    {caret}"
+
+
+class SpecError(Exception):
+    """A mistake in a spec. Holds one or more diagnostics, the first one foremost.
+
+    ``path``, ``line``, ``column`` and ``message`` describe the first diagnostic;
+    ``diagnostics`` lists them all, in document order.
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        path: str = "<spec>",
+        line: int = 0,
+        column: int = 0,
+        diagnostics: Iterable[Diagnostic] | None = None,
+        source: str | None = None,
+    ) -> None:
+        diags = list(diagnostics or [])
+        if message is not None:
+            diags.insert(0, Diagnostic(path, line, column, message))
+        if not diags:
+            raise ValueError("SpecError needs a message or diagnostics")
+        self.diagnostics: list[Diagnostic] = diags
+        self.source = source
+        first = diags[0]
+        self.path, self.line, self.column, self.message = (
+            first.path,
+            first.line,
+            first.column,
+            first.message,
+        )
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(d) for d in self.diagnostics)
+
+    def render(self) -> str:
+        """Every diagnostic with its source line and a caret beneath the column."""
+        return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest candidate, or '' when none is close."""
+    names = [c for c in candidates if isinstance(c, str)]
+    best = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    if not best:
+        lowered = {c.lower(): c for c in names}
+        best = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {best[0]!r}?)" if best else ""

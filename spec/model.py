@@ -1,0 +1,156 @@
+"""The typed form of a spec (pydantic). The JSON Schema in ``schemas/`` is made from these."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DTYPES",
+    "BlockParam",
+    "BlockSpec",
+    "InitRule",
+    "InputSpec",
+    "NodeSpec",
+    "ParamValue",
+    "SpecModel",
+]
+
+NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+CLASS_PATTERN = r"^[A-Z][A-Za-z0-9_]*$"
+
+DType = Literal[
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+]
+DTYPES: tuple[str, ...] = get_args(DType)
+
+ParamValue = Union[bool, int, float, str, None, list[Any]]
+
+Ref = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class InputSpec(_Strict):
+    """An input of the model: its per-sample shape and dtype."""
+
+    shape: list[Annotated[int, Field(ge=1)]] = Field(
+        description="Per-sample shape, without the batch dimension; [] for one number."
+    )
+    dtype: DType = Field("float32", description="Element type.")
+
+
+InputDecl = Union[list[Annotated[int, Field(ge=1)]], InputSpec]
+
+
+class NodeSpec(BaseModel):
+    """One node of a graph. Keys other than those below are the op's keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    op: str | None = Field(
+        None,
+        description="What the node computes: a torch.nn class, a torch.nn.functional or "
+        "torch function (lowercase), a block, or package.module:Class.",
+    )
+    name: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="Lowercase identifier, unique in its graph; the attribute name of "
+        "the module. Default: the op in snake_case, then _1, _2, ...",
+    )
+    in_: Ref | list[Ref] | dict[str, Ref] | None = Field(
+        None,
+        alias="in",
+        description="Input reference(s): a node or input name, name.K for the K-th "
+        "element of a tuple; default: the previous node.",
+    )
+    args: list[Any] | None = Field(None, description="Positional arguments of the op.")
+    repeat: Annotated[int, Field(ge=1)] | str | None = Field(
+        None, description="N chained copies of the node; ${i} is the copy's index."
+    )
+    use: str | None = Field(
+        None, description="Call the module of this earlier node again (shared weights)."
+    )
+
+
+Node = Union[Annotated[str, Field(min_length=1)], NodeSpec]
+
+
+class BlockParam(_Strict):
+    """A block parameter declaration: a type, and a default unless required."""
+
+    type: Literal["int", "float", "bool", "str", "list", "any"] = "any"
+    default: ParamValue = None
+    doc: str | None = None
+
+
+class BlockSpec(_Strict):
+    """A reusable parametrised sub-graph, used like an op."""
+
+    doc: str | None = None
+    params: dict[str, BlockParam | ParamValue] = Field(
+        default_factory=dict,
+        description="name -> default value, or {type, default, doc}; a declaration "
+        "without a default is required.",
+    )
+    inputs: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=lambda: ["x"], description="Names of the block's inputs."
+    )
+    layers: list[Node] = Field(min_length=1)
+    outputs: Ref | list[Ref] | dict[str, Ref] | None = None
+
+
+Initializer = Union[str, dict[str, Any]]
+
+
+class InitRule(BaseModel):
+    """Initialise the parameters of matching modules: ``weight: xavier_normal`` etc."""
+
+    model_config = ConfigDict(extra="allow")
+
+    match: str = Field(description="An op name, or a glob over (dotted) node names.")
+
+
+class SpecModel(_Strict):
+    """A whole nnspec document."""
+
+    nnspec: Literal[1] = Field(description="Format version.")
+    name: str = Field(pattern=CLASS_PATTERN, description="Class name of the model.")
+    doc: str | None = Field(None, description="Docstring of the generated class.")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="Named values for expressions."
+    )
+    inputs: dict[str, InputDecl] = Field(
+        description="Input name -> per-sample shape, or {shape, dtype}."
+    )
+    blocks: dict[Annotated[str, Field(pattern=CLASS_PATTERN)], BlockSpec] = Field(
+        default_factory=dict, description="Reusable parametrised sub-graphs."
+    )
+    layers: list[Node] = Field(min_length=1, description="The forward graph, in order.")
+    outputs: Ref | list[Ref] | dict[str, Ref] | None = Field(
+        None, description="What forward returns; default: the last node."
+    )
+    init: list[InitRule] = Field(
+        default_factory=list,
+        description="Weight initialisation rules; later rules win.",
+    )
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="Node-name globs whose parameters do not train.",
+    )
+    train: dict[str, Any] | None = Field(
+        None, description="Settings for the training runtime."
+    )

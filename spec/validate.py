@@ -1,0 +1,191 @@
+"""Positioned data -> a validated, typed spec.
+
+Two layers: the JSON Schema (the same file editors use) checks the structure and
+reports every structural mistake of the document at once; pydantic then builds
+the typed models. Every error carries the line and column of the YAML node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+import pydantic
+
+from .errors import Diagnostic, SpecError, suggest
+from .model import SpecModel
+from .schema import load_schema
+from .yaml_source import Document, Path
+
+__all__ = ["schema_diagnostics", "validate_document"]
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+_PATTERN_MEANING = {
+    r"^[a-z_][a-z0-9_]*$": "a lowercase identifier (letters, digits, _)",
+    r"^[A-Z][A-Za-z0-9_]*$": "a CapWords identifier (e.g. MyNet)",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__  # pragma: no cover
+
+
+def _where_words(path: Path) -> str:
+    if not path:
+        return "the spec"
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    return "".join(parts).lstrip(".")
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    types = schema.get("type")
+    if isinstance(types, str):
+        types = [types]
+    if types:
+        return " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    return "another value"
+
+
+def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """For anyOf/oneOf, the errors of the alternative that fits the value's kind."""
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return [error]
+    by_branch: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        by_branch.setdefault(sub.schema_path[0], []).append(sub)
+    depth = len(error.absolute_path)
+    fitting = [
+        subs
+        for subs in by_branch.values()
+        if not any(
+            s.validator == "type" and len(s.absolute_path) == depth for s in subs
+        )
+    ]
+    if len(fitting) == 1:
+        return [leaf for sub in fitting[0] for leaf in _leaf_errors(sub)]
+    return [error]
+
+
+def _message(error: jsonschema.ValidationError, doc: Document) -> Diagnostic:
+    path: Path = tuple(error.absolute_path)
+    validator = error.validator
+    value = error.instance
+    where = _where_words(path)
+    if validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extras = [k for k in value if k not in error.schema.get("properties", {})]
+        key = extras[0] if extras else "?"
+        return doc.diagnostic(
+            (*path, key),
+            f"unknown key {key!r} in {where}{suggest(key, allowed)}; "
+            f"known keys: {', '.join(allowed)}",
+            key=True,
+        )
+    if validator == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        return doc.diagnostic(
+            path, f"{where} is missing the required key {missing[0]!r}"
+        )
+    if validator == "type":
+        return doc.diagnostic(
+            path,
+            f"{where}: expected {_expected(error.schema)}, received {_describe(value)}",
+        )
+    if validator == "pattern":
+        meaning = _PATTERN_MEANING.get(error.validator_value, error.validator_value)
+        return doc.diagnostic(path, f"{where}: expected {meaning}, received {value!r}")
+    if validator in ("const", "enum"):
+        return doc.diagnostic(
+            path,
+            f"{where}: expected {_expected(error.schema)}, received {_describe(value)}",
+        )
+    if validator == "minimum":
+        return doc.diagnostic(
+            path,
+            f"{where}: expected at least {error.validator_value}, received {value!r}",
+        )
+    if validator == "minItems":
+        return doc.diagnostic(path, f"{where}: must not be empty")
+    if validator == "minLength":
+        return doc.diagnostic(path, f"{where}: must not be empty")
+    if validator in ("anyOf", "oneOf"):
+        options = [_expected(s) for s in error.validator_value]
+        return doc.diagnostic(
+            path,
+            f"{where}: expected {' or '.join(options)}, received {_describe(value)}",
+        )
+    return doc.diagnostic(path, f"{where}: {error.message}")
+
+
+def schema_diagnostics(
+    doc: Document, schema: dict[str, Any] | None = None
+) -> list[Diagnostic]:
+    """Every structural mistake in the document, in document order."""
+    validator_cls = jsonschema.validators.validator_for(schema or load_schema())
+    validator = validator_cls(schema or load_schema())
+    diags: dict[tuple[int, int, str], Diagnostic] = {}
+    for error in validator.iter_errors(doc.data):
+        for leaf in _leaf_errors(error):
+            diag = _message(leaf, doc)
+            diags.setdefault((diag.line, diag.column, diag.message), diag)
+    return sorted(diags.values(), key=lambda d: (d.line, d.column))
+
+
+def _pydantic_diagnostics(
+    exc: pydantic.ValidationError, doc: Document
+) -> Iterable[Diagnostic]:
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+        # pydantic names union members in loc ('str', 'NodeSpec'); keep real keys only.
+        path: list[str | int] = []
+        node: Any = doc.data
+        for part in loc:
+            if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and part < len(node)
+            ):
+                path.append(part)
+                node = node[part]
+        yield doc.diagnostic(tuple(path), f"{_where_words(tuple(path))}: {err['msg']}")
+
+
+def validate_document(doc: Document) -> SpecModel:
+    """Check the document against the schema, then build the typed spec."""
+    if not isinstance(doc.data, dict):
+        raise doc.error(
+            (), f"a spec is a mapping of keys, received {_describe(doc.data)}"
+        )
+    diags = schema_diagnostics(doc)
+    if diags:
+        raise SpecError(diagnostics=diags, source=doc.source)
+    try:
+        return SpecModel.model_validate(doc.data)
+    except pydantic.ValidationError as exc:
+        raise SpecError(
+            diagnostics=list(_pydantic_diagnostics(exc, doc)), source=doc.source
+        ) from None
