@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -87,7 +86,7 @@ class TupleValue:
         return "(" + ", ".join(v.render() for v in self.items) + ")"
 
 
-Value = Union[TensorValue, TupleValue]
+Value = TensorValue | TupleValue
 
 
 def render_shape(shape: tuple[int, ...], batch_dim: int | None = 0) -> str:

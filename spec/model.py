@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +34,7 @@ DType = Literal[
 ]
 DTYPES: tuple[str, ...] = get_args(DType)
 
-ParamValue = Union[bool, int, float, str, None, list[Any]]
+ParamValue = bool | int | float | str | None | list[Any]
 
 Ref = Annotated[str, Field(min_length=1)]
 
@@ -52,7 +52,7 @@ class InputSpec(_Strict):
     dtype: DType = Field("float32", description="Element type.")
 
 
-InputDecl = Union[list[Annotated[int, Field(ge=1)]], InputSpec]
+InputDecl = list[Annotated[int, Field(ge=1)]] | InputSpec
 
 
 class NodeSpec(BaseModel):
@@ -86,7 +86,7 @@ class NodeSpec(BaseModel):
     )
 
 
-Node = Union[Annotated[str, Field(min_length=1)], NodeSpec]
+Node = Annotated[str, Field(min_length=1)] | NodeSpec
 
 
 class BlockParam(_Strict):
@@ -111,9 +111,6 @@ class BlockSpec(_Strict):
     )
     layers: list[Node] = Field(min_length=1)
     outputs: Ref | list[Ref] | dict[str, Ref] | None = None
-
-
-Initializer = Union[str, dict[str, Any]]
 
 
 class InitRule(BaseModel):
