@@ -78,11 +78,11 @@ class _ClassWriter:
             uses.setdefault(ref.name, []).append(len(calls))
         taken = set(self.cls.inputs) | {c.node for c in calls}
         first_input = self.cls.inputs[0] if self.cls.inputs else None
-        chain: str | None = None
-        if first_input is not None and uses.get(first_input) == [0]:
-            chain = first_input
-        elif "x" not in taken:
+        first_dies = first_input is not None and uses.get(first_input) == [0]
+        if "x" not in taken or (first_input == "x" and first_dies):
             chain = "x"
+        elif first_dies:
+            chain = first_input
         else:
             chain = Namespace(taken).fresh("h")
         names = {name: name for name in self.cls.inputs}

@@ -215,9 +215,15 @@ def _conv_like(call: ShapeCall, n: int, transposed: bool) -> Value:
             )
         out_spatial.append(out)
     out_channels = call.arg("out_channels")
+    spatial_sym = [
+        x.sym[2 + i]
+        if not transposed and s[i] == 1 and 2 * p[i] == d[i] * (k[i] - 1)
+        else None
+        for i in range(n)
+    ]
     return x.with_shape(
         (x.shape[0], out_channels, *out_spatial),
-        (x.sym[0], call.sym("out_channels"), *([None] * n)),
+        (x.sym[0], call.sym("out_channels"), *spatial_sym),
     )
 
 
@@ -291,7 +297,21 @@ def _pool(call: ShapeCall, n: int, has_dilation: bool) -> Value:
                 f"output size would be {out}"
             )
         out_spatial.append(out)
-    return x.with_shape((*x.shape[:lead], *out_spatial), (*x.sym[:lead], *([None] * n)))
+    spatial_sym = [
+        _floordiv(x.sym[lead + i], k[i])
+        if k[i] == s[i] and p[i] == 0 and d[i] == 1 and not ceil
+        else None
+        for i in range(n)
+    ]
+    return x.with_shape((*x.shape[:lead], *out_spatial), (*x.sym[:lead], *spatial_sym))
+
+
+def _floordiv(sym: ast.expr | None, k: int) -> ast.expr | None:
+    if sym is None:
+        return None
+    if k == 1:
+        return sym
+    return ast.BinOp(sym, ast.FloorDiv(), ast.Constant(k))
 
 
 for _n in (1, 2, 3):
@@ -405,9 +425,20 @@ def _upsample(call: ShapeCall) -> Value:
                 f"Upsample scale_factor needs {n} values, received {scale}"
             )
         out = [math.floor(x.shape[2 + i] * float(scales[i])) for i in range(n)]
+        sym = [
+            _times(x.sym[2 + i], scales[i]) if float(scales[i]).is_integer() else None
+            for i in range(n)
+        ]
+        return x.with_shape((*x.shape[:2], *out), (*x.sym[:2], *sym))
     else:
         raise ShapeError("Upsample needs size or scale_factor")
     return x.with_shape((*x.shape[:2], *out), (*x.sym[:2], *([None] * n)))
+
+
+def _times(sym: ast.expr | None, factor: float) -> ast.expr | None:
+    if sym is None:
+        return None
+    return ast.BinOp(sym, ast.Mult(), ast.Constant(int(factor)))
 
 
 @_rule("Embedding")

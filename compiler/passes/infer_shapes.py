@@ -125,10 +125,10 @@ def _placeholder_names(
         for k in range(rank):
             if k == value.batch_dim:
                 continue
-            if k == 1:
-                word = "channels" if rank >= 3 else "features"
-            elif k == rank - 1 and rank == 3:
+            if k == rank - 1 and rank <= 3:
                 word = "features"
+            elif k == 1 and rank >= 4:
+                word = "channels"
             elif spatial and k >= 2:
                 word = spatial[k - 2]
             else:
