@@ -60,15 +60,15 @@ def _where_words(path: Path) -> str:
 
 
 def _expected(schema: dict[str, Any]) -> str:
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
     types = schema.get("type")
     if isinstance(types, str):
         types = [types]
     if types:
         return " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-    if "const" in schema:
-        return repr(schema["const"])
-    if "enum" in schema:
-        return "one of " + ", ".join(repr(v) for v in schema["enum"])
     return "another value"
 
 

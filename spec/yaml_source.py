@@ -107,6 +107,13 @@ class _Builder:
                 raise self.fail(
                     node, f"cannot read this value: {_problem(exc)}"
                 ) from None
+        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in (
+            "tag:yaml.org,2002:seq",
+            "tag:yaml.org,2002:map",
+        ):
+            raise self.fail(
+                node, f"cannot read this value: unsupported YAML tag {node.tag!r}"
+            )
         if isinstance(node, yaml.SequenceNode):
             return [
                 self.build(item, (*path, i), depth + 1)

@@ -95,7 +95,7 @@ class _Lowering:
 
         nodes: list[NodeTemplate] = []
         defined: dict[str, NodeTemplate | None] = {n: None for n in inputs}
-        later = self._all_names(layers)
+        later = self._all_names(layers, base)
         for i, raw in enumerate(layers):
             node = self.node(
                 raw, (*base, "layers", i), namespace, defined, later, inputs, i == 0
@@ -106,11 +106,11 @@ class _Lowering:
         out = self.outputs(outputs, (*base, "outputs"), defined, nodes)
         return GraphTemplate(name, kind, doc, params, inputs, nodes, out, base)  # type: ignore[arg-type]
 
-    def _all_names(self, layers: list[Any]) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _all_names(self, layers: list[Any], base: tuple) -> dict[str, tuple]:
+        found: dict[str, tuple] = {}
         for i, raw in enumerate(layers):
             if isinstance(raw, NodeSpec) and raw.name:
-                found.setdefault(raw.name, i)
+                found.setdefault(raw.name, (*base, "layers", i))
         return found
 
     def node(
@@ -119,7 +119,7 @@ class _Lowering:
         path: tuple,
         namespace: Namespace,
         defined: dict[str, NodeTemplate | None],
-        later: dict[str, int],
+        later: dict[str, tuple],
         inputs: list[str],
         first: bool,
     ) -> NodeTemplate | None:
@@ -217,7 +217,7 @@ class _Lowering:
         text: Any,
         path: tuple,
         defined: dict[str, NodeTemplate | None],
-        later: dict[str, int],
+        later: dict[str, tuple],
     ) -> Ref | None:
         if not isinstance(text, str):
             self.error(path, f"a reference is a node or input name, received {text!r}")
@@ -233,7 +233,7 @@ class _Lowering:
             return None
         if name not in defined:
             if name in later:
-                line = self.doc.where(path)[0]
+                line = self.doc.where(later[name])[0]
                 self.error(
                     path,
                     f"{name!r} is defined later in the graph; a node can only take earlier "
@@ -254,7 +254,7 @@ class _Lowering:
         raw: Any,
         path: tuple,
         defined: dict[str, NodeTemplate | None],
-        later: dict[str, int],
+        later: dict[str, tuple],
         inputs: list[str],
         first: bool,
     ) -> list[Ref] | dict[str, Ref] | None:
