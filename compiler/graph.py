@@ -116,9 +116,9 @@ class ModuleDef:
     children: list[ModuleDef] = field(default_factory=list)  # copies of a repeat
     block: str | None = None  # the block class, for a block instance
     param_names: tuple[str, ...] = ()  # direct parameters of a torch module
-    nested: tuple[
-        tuple[str, str, tuple[str, ...]], ...
-    ] = ()  # (path, class, params) inside
+    param_shapes: tuple[tuple[int, ...], ...] = ()  # their shapes, in the same order
+    # (path, class, ((param, shape), ...)) of the modules inside a torch module
+    nested: tuple[tuple[str, str, tuple[tuple[str, tuple[int, ...]], ...]], ...] = ()
     num_params: int = 0
 
 

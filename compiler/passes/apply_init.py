@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.init as nn_init
 
 from ...spec.errors import SpecError, suggest
@@ -29,15 +30,26 @@ class ModuleEntry:
     path: str
     class_name: str
     params: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...] = ()
+
+    def shape_of(self, param: str) -> tuple[int, ...]:
+        return self.shapes[self.params.index(param)]
 
 
 def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleEntry]:
     """Every module under ``modules``, in registration order, nested ones included."""
     for module in modules:
         path = f"{prefix}{module.name}"
-        yield ModuleEntry(path, module.value_class, module.param_names)
+        yield ModuleEntry(
+            path, module.value_class, module.param_names, module.param_shapes
+        )
         for sub, class_name, params in module.nested:
-            yield ModuleEntry(f"{path}.{sub}", class_name, params)
+            yield ModuleEntry(
+                f"{path}.{sub}",
+                class_name,
+                tuple(n for n, _ in params),
+                tuple(shape for _, shape in params),
+            )
         if module.children:
             yield from walk_modules(module.children, f"{path}.")
 
@@ -66,6 +78,7 @@ class _InitRules:
         self.entries = entries
         self.class_names = {e.class_name for e in entries}
         self.initializers = _initializers()
+        self._tried: set[tuple[Any, ...]] = set()
 
     def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
         return self.doc.error(path, message, key=key)
@@ -113,6 +126,31 @@ class _InitRules:
             raise self.fail(path, f"{name} takes at most {len(params)} arguments")
         return name, positional, keywords
 
+    def try_on(
+        self, entry: ModuleEntry, param: str, call: tuple[Any, ...], path: tuple
+    ) -> None:
+        """Run the initialiser on a meta tensor of the parameter's shape: bad arguments
+        and initialisers that do not fit the parameter fail here, not at build time."""
+        name, positional, keywords = call
+        shape = entry.shape_of(param)
+        key = (
+            name,
+            ast.dump(ast.Tuple([*positional, *(v for _, v in keywords)])),
+            shape,
+        )
+        if key in self._tried:
+            return
+        self._tried.add(key)
+        args = [ast.literal_eval(a) for a in positional]
+        kwargs = {k: ast.literal_eval(v) for k, v in keywords}
+        try:
+            self.initializers[name](torch.empty(shape, device="meta"), *args, **kwargs)
+        except Exception as exc:
+            shown = ".".join([entry.path, param])
+            raise self.fail(
+                path, f"{name} cannot initialise {shown} (shape {list(shape)}): {exc}"
+            ) from None
+
     def statements(self, spec: SpecModel) -> list[InitStatement]:
         # (module path, param) -> (rule index, initialiser call)
         final: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
@@ -141,6 +179,7 @@ class _InitRules:
                         key=True,
                     )
                 for entry in hits:
+                    self.try_on(entry, param, call, (*rule_path, param))
                     final[(entry.path, param)] = (r, call)
         order = {e.path: i for i, e in enumerate(self.entries)}
         groups: dict[tuple[int, tuple[Any, ...]], list[str]] = {}

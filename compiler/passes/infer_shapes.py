@@ -735,18 +735,22 @@ class Instantiator:
             (
                 path,
                 type(sub).__name__,
-                tuple(n for n, _ in sub.named_parameters(recurse=False)),
+                tuple(
+                    (n, tuple(p.shape)) for n, p in sub.named_parameters(recurse=False)
+                ),
             )
             for path, sub in module.named_modules()
             if path
         )
+        own = list(module.named_parameters(recurse=False))
         return ModuleDef(
             name=node.name,
             op=op,
             ctor=ctor,
             line=self.doc.where(node.path)[0],
             value_class=type(module).__name__,
-            param_names=tuple(n for n, _ in module.named_parameters(recurse=False)),
+            param_names=tuple(n for n, _ in own),
+            param_shapes=tuple(tuple(p.shape) for _, p in own),
             nested=nested,
             num_params=sum(p.numel() for p in module.parameters()),
         )
