@@ -37,6 +37,11 @@ DTYPES: tuple[str, ...] = get_args(DType)
 ParamValue = bool | int | float | str | None | list[Any]
 
 Ref = Annotated[str, Field(min_length=1)]
+Refs = (
+    Ref
+    | Annotated[list[Ref], Field(min_length=1)]
+    | Annotated[dict[str, Ref], Field(min_length=1)]
+)
 
 
 class _Strict(BaseModel):
@@ -71,7 +76,7 @@ class NodeSpec(BaseModel):
         description="Lowercase identifier, unique in its graph; the attribute name of "
         "the module. Default: the op in snake_case, then _1, _2, ...",
     )
-    in_: Ref | list[Ref] | dict[str, Ref] | None = Field(
+    in_: Refs | None = Field(
         None,
         alias="in",
         description="Input reference(s): a node or input name, name.K for the K-th "
@@ -110,7 +115,7 @@ class BlockSpec(_Strict):
         default_factory=lambda: ["x"], description="Names of the block's inputs."
     )
     layers: list[Node] = Field(min_length=1)
-    outputs: Ref | list[Ref] | dict[str, Ref] | None = None
+    outputs: Refs | None = None
 
 
 class InitRule(BaseModel):
@@ -137,7 +142,7 @@ class SpecModel(_Strict):
         default_factory=dict, description="Reusable parametrised sub-graphs."
     )
     layers: list[Node] = Field(min_length=1, description="The forward graph, in order.")
-    outputs: Ref | list[Ref] | dict[str, Ref] | None = Field(
+    outputs: Refs | None = Field(
         None, description="What forward returns; default: the last node."
     )
     init: list[InitRule] = Field(

@@ -471,8 +471,8 @@ class Instantiator:
                     return rule(ShapeCall(node.op.name, list(values), bound))
                 except ShapeError as exc:
                     raise self.node_fail(node, str(exc)) from None
-                except Fallback:
-                    pass
+                except (Fallback, TypeError, ValueError, IndexError, KeyError):
+                    pass  # not covered by the rule: run the op on the meta device
         arg_values = [a.value for a in args]
         kw_values = {k: v.value for k, v in kwargs.items()}
         if isinstance(values, dict):
@@ -775,8 +775,8 @@ class Instantiator:
                 return rule(ShapeCall(op.name, list(values), full))
             except ShapeError as exc:
                 raise self.node_fail(node, str(exc)) from None
-            except Fallback:
-                pass
+            except (Fallback, TypeError, ValueError, IndexError, KeyError):
+                pass  # not covered by the rule: run the op on the meta device
         try:
             if isinstance(values, dict):
                 result = run_meta(
