@@ -8,7 +8,7 @@ import re
 
 import torch.nn as nn
 
-__all__ = ["Namespace", "name_problem", "snake_case"]
+__all__ = ["Namespace", "class_name_problem", "name_problem", "snake_case"]
 
 _SPECIAL = {"PReLU": "prelu", "RReLU": "rrelu"}
 _ACRONYM_WORDS = (("ReLU", "Relu"), ("SiLU", "Silu"))
@@ -53,6 +53,15 @@ def name_problem(name: str, *, attribute: bool = True) -> str | None:
         return "would shadow the Python builtin of that name"
     if attribute and name in _MODULE_ATTRIBUTES:
         return f"would hide nn.Module.{name}"
+    return None
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a generated class, or None if it can."""
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name in _GENERATED or hasattr(builtins, name):
+        return "would shadow a name the generated code uses"
     return None
 
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..spec.errors import suggest
+from ..spec.torch_ops import constructor_signature, module_classes
 
 __all__ = [
     "INFERRED_ARGS",
@@ -49,19 +50,6 @@ class OpInfo:
         return self.name.rsplit(":", 1)[-1]
 
 
-# Containers and bases that are not layers a spec can use by themselves.
-_EXCLUDED_MODULES = {
-    "Module",
-    "ModuleList",
-    "ModuleDict",
-    "ParameterList",
-    "ParameterDict",
-    "Container",
-    "DataParallel",
-    "RNNBase",
-    "RNNCellBase",
-    "Sequential",
-}
 # Tensor functions that touch files, global state or anything beyond their arguments.
 _EXCLUDED_FUNCTIONS = {"from_file", "set_flush_denormal", "save", "load", "compile"}
 _NN_FUNCTIONAL_MODULES = {"torch.nn.functional", "torch._C._nn", "torch"}
@@ -99,20 +87,9 @@ INFERRED_ARGS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
-@cache
 def module_names() -> dict[str, type]:
     """torch.nn module classes a spec may name."""
-    found = {}
-    for name in dir(nn):
-        obj = getattr(nn, name)
-        if (
-            isinstance(obj, type)
-            and issubclass(obj, nn.Module)
-            and not name.startswith("_")
-            and name not in _EXCLUDED_MODULES
-        ):
-            found[name] = obj
-    return found
+    return module_classes()
 
 
 @cache
@@ -213,11 +190,9 @@ def _resolve_custom(name: str, allow_imports: frozenset[str]) -> OpInfo:
 @cache
 def signature_of(target: Any) -> inspect.Signature | None:
     """The constructor's (for classes) or function's signature, when Python can tell."""
+    if isinstance(target, type):
+        return constructor_signature(target)
     try:
-        if isinstance(target, type):
-            sig = inspect.signature(target.__init__)
-            params = list(sig.parameters.values())[1:]
-            return sig.replace(parameters=params)
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None

@@ -6,27 +6,65 @@ test fails when the checked-in file differs from what this module generates.
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from .model import SpecModel
+from .torch_ops import argument_schemas
 
-__all__ = ["SCHEMA_FILE", "build_schema", "load_schema", "schema_text"]
+__all__ = [
+    "SCHEMA_FILE",
+    "build_schema",
+    "load_schema",
+    "schema_text",
+    "structural_schema",
+]
 
 SCHEMA_FILE = "nnspec.schema.json"
 SCHEMA_ID = "https://nnspec.dev/schemas/nnspec.schema.json"
 
 
 def build_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a spec document."""
+    """The JSON Schema (draft 2020-12) of a spec document.
+
+    Besides the structure, each torch.nn layer's constructor arguments are listed (a
+    conditional per op on the node schema), so an editor completes ``kernel_size``
+    and flags ``kernal_size``.
+    """
     schema = SpecModel.model_json_schema(by_alias=True, mode="validation")
+    node = schema["$defs"]["NodeSpec"]
+    common = {key: True for key in node["properties"]}
+    node["allOf"] = [
+        {
+            "if": {"properties": {"op": {"const": op}}, "required": ["op"]},
+            "then": {
+                "properties": {**common, **args},
+                "additionalProperties": False,
+            },
+        }
+        for op, args in argument_schemas().items()
+    ]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         **schema,
     }
+
+
+@cache
+def structural_schema() -> dict[str, Any]:
+    """The checked-in schema without the per-op argument lists.
+
+    The loader validates with this one: the compiler checks op arguments itself, with
+    positions and suggestions, and a thousand-node spec validates much faster without
+    a conditional per torch.nn layer on every node.
+    """
+    schema = copy.deepcopy(load_schema())
+    schema["$defs"]["NodeSpec"].pop("allOf", None)
+    return schema
 
 
 def schema_text() -> str:

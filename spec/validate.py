@@ -15,7 +15,7 @@ import pydantic
 
 from .errors import Diagnostic, SpecError, suggest
 from .model import SpecModel
-from .schema import load_schema
+from .schema import structural_schema
 from .yaml_source import Document, Path
 
 __all__ = ["schema_diagnostics", "validate_document"]
@@ -147,8 +147,8 @@ def schema_diagnostics(
     doc: Document, schema: dict[str, Any] | None = None
 ) -> list[Diagnostic]:
     """Every structural mistake in the document, in document order."""
-    validator_cls = jsonschema.validators.validator_for(schema or load_schema())
-    validator = validator_cls(schema or load_schema())
+    schema = schema or structural_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
     diags: dict[tuple[int, int, str], Diagnostic] = {}
     for error in validator.iter_errors(doc.data):
         for leaf in _leaf_errors(error):

@@ -46,6 +46,8 @@ __all__ = [
 
 #: Largest repeat count.
 MAX_REPEAT = 10_000
+#: Most nodes a model may expand to, counting the nodes of every block instance and copy.
+MAX_GRAPH_NODES = 200_000
 #: Functions that take their tensor inputs as one list.
 SEQUENCE_FUNCTIONS = frozenset(
     {
@@ -290,6 +292,12 @@ class Instantiator:
 
     def node(self, state: _State, node: NodeTemplate, previous: Value | None) -> Value:
         self.num_calls += 1
+        if self.num_calls > MAX_GRAPH_NODES:
+            raise self.node_fail(
+                node,
+                f"the model expands to more than {MAX_GRAPH_NODES} nodes (blocks and "
+                "repeats included), the limit",
+            )
         if node.inputs is None:
             if previous is None:
                 raise self.node_fail(node, "has no input: give it one with in:")

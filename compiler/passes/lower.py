@@ -9,7 +9,7 @@ from ...spec.errors import Diagnostic, SpecError, suggest
 from ...spec.model import BlockParam, NodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..graph import GraphTemplate, NodeTemplate, Outputs, Ref
-from ..names import Namespace, name_problem, snake_case
+from ..names import Namespace, class_name_problem, name_problem, snake_case
 from ..ops import OpInfo, OpLookupError, module_names, resolve_op
 
 __all__ = ["ParamDecl", "lower_spec"]
@@ -352,8 +352,16 @@ def lower_spec(
     """The model's graph template and each block's. Raises SpecError with every problem found."""
     lowering = _Lowering(doc, spec, allow_imports)
     nn_names = module_names()
+    problem = class_name_problem(spec.name)
+    if problem:
+        lowering.error(("name",), f"model name {spec.name!r} {problem}")
     blocks: dict[str, GraphTemplate] = {}
     for name, block in spec.blocks.items():
+        problem = class_name_problem(name)
+        if problem or name == spec.name:
+            reason = problem or "is also the model's name"
+            lowering.error(("blocks", name), f"block name {name!r} {reason}", key=True)
+            continue
         if name in nn_names:
             lowering.error(
                 ("blocks", name),

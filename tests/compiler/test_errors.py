@@ -240,3 +240,26 @@ def test_errors_never_escape_as_other_exceptions(bad: str) -> None:
         )
     assert type(info.value).__name__ == "SpecError"
     assert info.value.line == 5  # type: ignore[attr-defined]
+
+
+def test_rnn_arguments_are_checked_too() -> None:
+    expect_error(
+        """
+        inputs: {x: [5, 4]}
+        layers:
+          - {op: LSTM, hiden_size: 8}
+        """,
+        5, 16, "LSTM has no argument 'hiden_size'", "did you mean 'hidden_size'?",
+    )  # fmt: skip
+
+
+def test_class_names_must_not_shadow() -> None:
+    expect_error(
+        """
+        inputs: {x: [2]}
+        blocks:
+          Net: {layers: [ReLU]}
+        layers: [Net]
+        """,
+        5, 3, "block name 'Net' is also the model's name",
+    )  # fmt: skip
