@@ -219,7 +219,9 @@ class _ClassWriter:
 
     def emit_call(self, call: Call) -> None:
         shape = _shape_comment(call.value, self.symbolic)
-        self.lines.append(f"        # {self.spec_file}:{call.line}  {shape}")
+        self.lines.append(
+            f"        # {call.file or self.spec_file}:{call.line}  {shape}"
+        )
         if isinstance(call.inputs, dict):
             args: list[ast.expr] = []
             keywords = [

@@ -135,6 +135,7 @@ class Call:
     value: Value
     line: int
     op: str
+    file: str = ""  # the spec file the node was written in, when it differs by node
 
 
 @dataclass

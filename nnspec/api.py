@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from .compiler import CompiledModel, compile_document
-from .spec import SpecError, parse_yaml
+from .spec import parse_yaml
+from .spec.derive import derive, read_spec_file
 
 __all__ = ["Spec", "load", "loads"]
 
@@ -104,7 +105,7 @@ def loads(
     allow_imports: Iterable[str] = (),
 ) -> Spec:
     """Parse, validate and compile a spec from YAML text. Raises SpecError."""
-    document = parse_yaml(text, path)
+    document = derive(parse_yaml(text, path), read_spec_file)
     return Spec(compile_document(document, params, allow_imports))
 
 
@@ -115,15 +116,5 @@ def load(
     allow_imports: Iterable[str] = (),
 ) -> Spec:
     """Parse, validate and compile a spec file. Raises SpecError."""
-    name = os.fspath(path)
-    try:
-        text = Path(name).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(
-            f"no such spec file: {name}", path=name, line=0, column=0
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(
-            f"cannot read the spec: {exc}", path=name, line=0, column=0
-        ) from None
-    return loads(text, params, path=name, allow_imports=allow_imports)
+    document = derive(read_spec_file(os.fspath(path)), read_spec_file)
+    return Spec(compile_document(document, params, allow_imports))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Diagnostic", "SpecError", "suggest"]
 
@@ -20,6 +20,9 @@ class Diagnostic:
     line: int
     column: int
     message: str
+    source: str | None = field(
+        default=None, compare=False, repr=False
+    )  # its file's text
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: error: {self.message}"
@@ -27,6 +30,7 @@ class Diagnostic:
     def render(self, source: str | None = None) -> str:
         """The error line, followed by the offending source line and a caret."""
         text = str(self)
+        source = self.source if self.source is not None else source
         if source is None or self.line < 1:
             return text
         lines = source.splitlines()

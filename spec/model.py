@@ -15,6 +15,7 @@ __all__ = [
     "NodeSpec",
     "ParamValue",
     "SpecModel",
+    "WeightsSpec",
 ]
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -60,6 +61,23 @@ class InputSpec(_Strict):
 InputDecl = list[Annotated[int, Field(ge=1)]] | InputSpec
 
 
+class WeightsSpec(_Strict):
+    """Pretrained weights to load into the built model (or one node's module)."""
+
+    path: str = Field(
+        description="A .safetensors file, or a torch file (.pt, .pth, .bin) of tensors; "
+        "relative to the spec that names it."
+    )
+    prefix: str = Field(
+        "", description="Use only the file's keys under this prefix, with it removed."
+    )
+    strict: bool = Field(
+        True,
+        description="Fail on missing, unexpected or mis-shaped keys; false loads what "
+        "matches and reports the rest.",
+    )
+
+
 class NodeSpec(BaseModel):
     """One node of a graph. Keys other than those below are the op's keyword arguments."""
 
@@ -89,9 +107,18 @@ class NodeSpec(BaseModel):
     use: str | None = Field(
         None, description="Call the module of this earlier node again (shared weights)."
     )
+    weights: WeightsSpec | None = Field(
+        None, description="Pretrained weights for this node's module."
+    )
+    patch: dict[str, Node] | None = Field(
+        None,
+        description="For a module built by a custom factory: submodule path -> the node "
+        "that replaces it (e.g. fc: {op: Linear, out_features: 10}).",
+    )
 
 
 Node = Annotated[str, Field(min_length=1)] | NodeSpec
+NodeSpec.model_rebuild()
 
 
 class BlockParam(_Strict):
@@ -130,6 +157,10 @@ class SpecModel(_Strict):
     """A whole nnspec document."""
 
     nnspec: Literal[1] = Field(description="Format version.")
+    extends: str | None = Field(
+        None,
+        description="A base spec (path relative to this file) that this one derives from.",
+    )
     name: str = Field(pattern=CLASS_PATTERN, description="Class name of the model.")
     doc: str | None = Field(None, description="Docstring of the generated class.")
     params: dict[str, ParamValue] = Field(
@@ -155,4 +186,19 @@ class SpecModel(_Strict):
     )
     train: dict[str, Any] | None = Field(
         None, description="Settings for the training runtime."
+    )
+    weights: WeightsSpec | None = Field(
+        None, description="Pretrained weights loaded when the model is built."
+    )
+    replace: dict[str, Node] | None = Field(
+        None, description="With extends: node of the base -> its new definition."
+    )
+    insert_before: dict[str, Node | list[Node]] | None = Field(
+        None, description="With extends: node of the base -> nodes inserted before it."
+    )
+    insert_after: dict[str, Node | list[Node]] | None = Field(
+        None, description="With extends: node of the base -> nodes inserted after it."
+    )
+    remove: list[str] | None = Field(
+        None, description="With extends: nodes of the base to remove."
     )

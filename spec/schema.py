@@ -47,6 +47,12 @@ def build_schema() -> dict[str, Any]:
         }
         for op, args in argument_schemas().items()
     ]
+    # A derived spec (extends) takes its inputs and layers from its base.
+    schema["required"] = [
+        k for k in schema["required"] if k not in ("inputs", "layers")
+    ]
+    schema["if"] = {"not": {"required": ["extends"]}}
+    schema["then"] = {"required": ["inputs", "layers"]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

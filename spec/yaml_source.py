@@ -50,6 +50,23 @@ class Document:
     data: Any
     marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    #: For documents merged from several files (``extends``): the file each part came
+    #: from, by the path of that part; the nearest enclosing entry applies.
+    origins: dict[Path, tuple[str, str]] = field(default_factory=dict)
+
+    def origin(self, path: Path) -> tuple[str, str]:
+        """(file path, file text) of the part at ``path``."""
+        path = tuple(path)
+        while True:
+            if path in self.origins:
+                return self.origins[path]
+            if not path:
+                return self.path, self.source
+            path = path[:-1]
+
+    def location(self, path: Path) -> tuple[str, int]:
+        """(file path, line) of the part at ``path``."""
+        return self.origin(path)[0], self.where(path)[0]
 
     def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Position of ``path`` (of its key with ``key=True``), else its nearest ancestor's."""
@@ -64,7 +81,12 @@ class Document:
 
     def diagnostic(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
         line, column = self.where(path, key=key)
-        return Diagnostic(self.path, line, column, message)
+        if not self.origins:
+            return Diagnostic(self.path, line, column, message)
+        file, text = self.origin(path)
+        return Diagnostic(
+            file, line, column, message, text if file != self.path else None
+        )
 
     def error(self, path: Path, message: str, *, key: bool = False) -> SpecError:
         return SpecError(

@@ -85,7 +85,9 @@ class _InitRules:
 
     def initializer(
         self, raw: Any, path: tuple
-    ) -> tuple[str, list[ast.expr], list[tuple[str, ast.expr]]]:
+    ) -> tuple[
+        str, list[ast.expr], list[tuple[str, ast.expr]], list[Any], dict[str, Any]
+    ]:
         if isinstance(raw, str):
             name, args = raw, None
         elif isinstance(raw, dict) and len(raw) == 1:
@@ -107,6 +109,8 @@ class _InitRules:
         params = list(inspect.signature(fn).parameters)[1:]
         positional: list[ast.expr] = []
         keywords: list[tuple[str, ast.expr]] = []
+        raw_args: list[Any] = []
+        raw_kwargs: dict[str, Any] = {}
         if isinstance(args, dict):
             for key, value in args.items():
                 if key not in params:
@@ -118,20 +122,23 @@ class _InitRules:
                         key=True,
                     )
                 keywords.append((key, literal_ast(value)))
+                raw_kwargs[key] = value
         elif isinstance(args, list):
             positional = [literal_ast(v) for v in args]
+            raw_args = list(args)
         elif args is not None:
             positional = [literal_ast(args)]
+            raw_args = [args]
         if len(positional) > len(params):
             raise self.fail(path, f"{name} takes at most {len(params)} arguments")
-        return name, positional, keywords
+        return name, positional, keywords, raw_args, raw_kwargs
 
     def try_on(
         self, entry: ModuleEntry, param: str, call: tuple[Any, ...], path: tuple
     ) -> None:
         """Run the initialiser on a meta tensor of the parameter's shape: bad arguments
         and initialisers that do not fit the parameter fail here, not at build time."""
-        name, positional, keywords = call
+        name, positional, keywords, args, kwargs = call
         shape = entry.shape_of(param)
         key = (
             name,
@@ -141,8 +148,6 @@ class _InitRules:
         if key in self._tried:
             return
         self._tried.add(key)
-        args = [ast.literal_eval(a) for a in positional]
-        kwargs = {k: ast.literal_eval(v) for k, v in keywords}
         try:
             self.initializers[name](torch.empty(shape, device="meta"), *args, **kwargs)
         except Exception as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +196,10 @@ class Instantiator:
         self.num_calls = 0
 
     # -- errors ---------------------------------------------------------------
+
+    def file_of(self, path: tuple) -> str:
+        """The base name of the file a node was written in (specs may extend others)."""
+        return os.path.basename(self.doc.origin(path)[0])
 
     def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
         return self.doc.error(path, message, key=key)
@@ -426,6 +431,7 @@ class Instantiator:
                     ],
                     value=value,
                     line=self.doc.where(node.path)[0],
+                    file=self.file_of(node.path),
                     op=op.name,
                 )
             )
@@ -564,6 +570,7 @@ class Instantiator:
                 kwargs=[],
                 value=value,
                 line=self.doc.where(node.path)[0],
+                file=self.file_of(node.path),
                 op=node.op.name,
             )
         )
@@ -1006,6 +1013,7 @@ class Instantiator:
                 kwargs=[],
                 value=value,
                 line=self.doc.where(node.path)[0],
+                file=self.file_of(node.path),
                 op=f"use {node.use}",
             )
         )

@@ -54,8 +54,8 @@ def test_error_renders_source_line_and_caret() -> None:
     rendered = err.render()
     assert rendered.splitlines() == [
         "v.yaml:5:1: error: unknown key 'layer' in the spec (did you mean 'layers'?); "
-        "known keys: blocks, doc, freeze, init, inputs, layers, name, nnspec, outputs, "
-        "params, train",
+        "known keys: blocks, doc, extends, freeze, init, inputs, insert_after, "
+        "insert_before, layers, name, nnspec, outputs, params, remove, replace, train, weights",
         "    layer: 1",
         "    ^",
     ]

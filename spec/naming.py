@@ -1,0 +1,95 @@
+"""Names: default node names, and the rules for names that reach generated code."""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+
+import torch.nn as nn
+
+__all__ = ["Namespace", "class_name_problem", "name_problem", "snake_case"]
+
+_SPECIAL = {"PReLU": "prelu", "RReLU": "rrelu"}
+_ACRONYM_WORDS = (("ReLU", "Relu"), ("SiLU", "Silu"))
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+# Attributes of nn.Module that a submodule of the same name would hide or break.
+_MODULE_ATTRIBUTES = frozenset(
+    name for name in dir(nn.Module) if not name.startswith("__")
+) | {"training"}
+# Names the generated source itself uses.
+_GENERATED = frozenset({"self", "torch", "nn", "F", "super"})
+
+
+def snake_case(op: str) -> str:
+    """An op's default node name, as torch.nn.functional spells such names.
+
+    >>> snake_case("BatchNorm2d"), snake_case("ReLU"), snake_case("MaxPool2d")
+    ('batch_norm2d', 'relu', 'max_pool2d')
+    """
+    op = op.rsplit(":", 1)[-1]
+    if op in _SPECIAL:
+        return _SPECIAL[op]
+    for word, plain in _ACRONYM_WORDS:
+        op = op.replace(word, plain)
+    op = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", op)
+    op = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", op)
+    name = re.sub(r"\W", "_", op).lower()
+    return name if not name[:1].isdigit() else f"_{name}"
+
+
+def name_problem(name: str, *, attribute: bool = True) -> str | None:
+    """Why ``name`` cannot be a node or input name in generated code, or None if it can."""
+    if not _IDENTIFIER.match(name):
+        return "is not a lowercase identifier (letters, digits and _, not starting with a digit)"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name.startswith("__"):
+        return "starts with a double underscore"
+    if name in _GENERATED:
+        return "is used by the generated code"
+    if hasattr(builtins, name):
+        return "would shadow the Python builtin of that name"
+    if attribute and name in _MODULE_ATTRIBUTES:
+        return f"would hide nn.Module.{name}"
+    return None
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a generated class, or None if it can."""
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name in _GENERATED or hasattr(builtins, name):
+        return "would shadow a name the generated code uses"
+    return None
+
+
+class Namespace:
+    """Hands out unique names: the candidate itself, else candidate_1, candidate_2, ..."""
+
+    def __init__(self, taken: set[str] | None = None) -> None:
+        self._taken: set[str] = set(taken or ())
+        self._counters: dict[str, int] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._taken
+
+    def reserve(self, name: str) -> None:
+        self._taken.add(name)
+
+    def fresh(self, candidate: str) -> str:
+        """``candidate`` if it is free and legal, else the first free ``candidate_N``."""
+        base = candidate
+        if name_problem(base) is not None:
+            base = f"{base}_"
+        name, n = base, self._counters.get(base, 0)
+        if n or name in self._taken or name_problem(name) is not None:
+            while True:
+                n += 1
+                name = f"{base}_{n}"
+                if name not in self._taken and name_problem(name) is None:
+                    break
+        self._counters[base] = n
+        self._taken.add(name)
+        return name
