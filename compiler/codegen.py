@@ -106,7 +106,7 @@ class _ClassWriter:
     def write(self) -> list[str]:
         cls = self.cls
         self.lines.append(f"class {cls.name}(nn.Module):")
-        doc = cls.doc or f"{cls.name}, compiled from {self.spec_file}."
+        doc = (cls.doc or "").strip() or f"{cls.name}, compiled from {self.spec_file}."
         self.lines += _docstring(doc, 1)
         self.lines.append("")
         self.emit_init()
