@@ -18,6 +18,7 @@ from tests.compiler.examples import (
     num_params,
     parametrised_leaves,
 )
+from tests.conftest import EXAMPLES
 
 # example -> (hand-written model, spec params, hand-written kwargs, input shapes)
 CASES: dict[str, tuple[Callable[..., nn.Module], dict, dict, list[tuple[int, ...]]]] = {
@@ -61,6 +62,15 @@ def test_example_matches_hand_written(name: str) -> None:
         ours = compiled(*inputs)
         theirs = reference(*inputs)
     assert_close(ours, theirs)
+
+
+def test_examples_point_editors_at_the_schema() -> None:
+    for name in EXAMPLE_NAMES:
+        spec_file = EXAMPLES / f"{name}.yaml"
+        first = spec_file.read_text(encoding="utf-8").splitlines()[0]
+        prefix = "# yaml-language-server: $schema="
+        assert first.startswith(prefix), name
+        assert (spec_file.parent / first[len(prefix) :]).resolve().is_file()
 
 
 def test_example_classes_are_named_by_the_spec() -> None:
