@@ -1,9 +1,8 @@
 """Hand-written PyTorch equivalents of the specs in examples/.
 
-Each class is written the way one would write the model by hand, without looking at the
-generated source: attribute names differ from the spec's where the usual PyTorch idiom
-differs, but the modules are registered in the same order, so the two state_dicts line up
-entry by entry.
+Each class is written the way one writes such a model by hand: attribute names differ
+from the spec's where the usual PyTorch idiom differs, but the modules are registered in
+the same order, so the two state_dicts line up entry by entry.
 """
 
 from __future__ import annotations
