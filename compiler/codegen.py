@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+import textwrap
 from collections.abc import Callable
 
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
 from .names import Namespace
-from .pyformat import expr, statement
+from .pyformat import LINE_LENGTH, expr, statement
 from .values import TupleValue, Value
 
 __all__ = ["generate_source", "module_access"]
@@ -21,14 +22,37 @@ def module_access(path: str, root: str = "self") -> str:
     return text
 
 
+def _wrap(line: str, width: int) -> list[str]:
+    """``line`` split at spaces into lines of at most ``width`` characters where it can be;
+    continuation lines keep the line's own indentation."""
+    if len(line) <= width:
+        return [line]
+    lead = line[: len(line) - len(line.lstrip())]
+    return textwrap.wrap(
+        line[len(lead) :],
+        width=width,
+        initial_indent=lead,
+        subsequent_indent=lead,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [line]
+
+
 def _docstring(text: str, depth: int) -> list[str]:
     indent = "    " * depth
     body = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     lines = [line.rstrip() for line in body.splitlines()]
-    if body.endswith('"'):
-        lines[-1] += " "
+    if len(lines) > 1 or len(indent) + len(lines[0]) + 6 > LINE_LENGTH:
+        # Wrap, leaving room for both quotes on the first line: ruff's formatter puts
+        # the closing quotes back on a docstring's only line.
+        width = LINE_LENGTH - len(indent)
+        first, *rest = lines
+        lines = _wrap(first, width - 6)
+        for line in rest:
+            lines += _wrap(line, width)
     if len(lines) == 1:
-        return [f'{indent}"""{lines[0]}"""']
+        last = " " if body.endswith('"') else ""  # not four quotes in a row
+        return [f'{indent}"""{lines[0]}{last}"""']
     out = [f'{indent}"""{lines[0]}']
     out += [f"{indent}{line}" if line else "" for line in lines[1:]]
     out.append(f'{indent}"""')
@@ -106,7 +130,7 @@ class _ClassWriter:
     def write(self) -> list[str]:
         cls = self.cls
         self.lines.append(f"class {cls.name}(nn.Module):")
-        doc = cls.doc or f"{cls.name}, compiled from {self.spec_file}."
+        doc = (cls.doc or "").strip() or f"{cls.name}, compiled from {self.spec_file}."
         self.lines += _docstring(doc, 1)
         self.lines.append("")
         self.emit_init()

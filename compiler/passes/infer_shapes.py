@@ -412,9 +412,9 @@ class Instantiator:
                 values = [value]
                 refs = [Ref(state.calls[-1].node)]
             value = self.function_shape(node, values, args, kwargs, sequence)
-            name = (
-                node.name if count is None or k == 0 else state.names.fresh(node.name)
-            )
+            # The last copy carries the node's name: references to the node mean it.
+            last = count is None or k == count - 1
+            name = node.name if last else state.names.fresh(node.name)
             state.calls.append(
                 Call(
                     node=name,

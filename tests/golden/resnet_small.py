@@ -1,0 +1,151 @@
+"""ResNetSmall: PyTorch source compiled by nnspec from resnet_small.yaml.
+
+Edit the spec and compile it again rather than editing this file.
+"""
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with an identity shortcut; keeps the input's shape."""
+
+    def __init__(self, *, in_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            in_channels, in_channels, kernel_size=3, padding=1, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(
+            in_channels, in_channels, kernel_size=3, padding=1, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # resnet_small.yaml:23  (B, in_channels, ?, ?)
+        h = self.conv1(x)
+        # resnet_small.yaml:24  (B, in_channels, ?, ?)
+        h = self.bn1(h)
+        # resnet_small.yaml:25  (B, in_channels, ?, ?)
+        h = self.relu(h)
+        # resnet_small.yaml:26  (B, in_channels, ?, ?)
+        h = self.conv2(h)
+        # resnet_small.yaml:27  (B, in_channels, ?, ?)
+        h = self.bn2(h)
+        # resnet_small.yaml:28  (B, in_channels, in_height, in_width)
+        h = torch.add(h, x)
+        # resnet_small.yaml:29  (B, in_channels, in_height, in_width)
+        relu_out = self.relu(h)
+        return relu_out
+
+
+class Projection(nn.Module):
+    """Strided 1x1 convolution and batch norm, for a shortcut that changes shape."""
+
+    def __init__(self, *, in_channels: int, out: int, stride: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out, kernel_size=1, stride=stride, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # resnet_small.yaml:36  (B, out, ?, ?)
+        x = self.conv(x)
+        # resnet_small.yaml:37  (B, out, ?, ?)
+        bn = self.bn(x)
+        return bn
+
+
+class DownBlock(nn.Module):
+    """A basic block that changes the width and resolution; the shortcut is
+    projected.
+    """
+
+    def __init__(self, *, in_channels: int, out: int, stride: int = 2) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            in_channels, out, kernel_size=3, stride=stride, padding=1, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out)
+        self.downsample = Projection(in_channels=in_channels, out=out, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # resnet_small.yaml:44  (B, out, ?, ?)
+        h = self.conv1(x)
+        # resnet_small.yaml:45  (B, out, ?, ?)
+        h = self.bn1(h)
+        # resnet_small.yaml:46  (B, out, ?, ?)
+        h = self.relu(h)
+        # resnet_small.yaml:47  (B, out, ?, ?)
+        h = self.conv2(h)
+        # resnet_small.yaml:48  (B, out, ?, ?)
+        bn2 = self.bn2(h)
+        # resnet_small.yaml:49  (B, out, ?, ?)
+        h = self.downsample(x)
+        # resnet_small.yaml:50  (B, out, ?, ?)
+        h = torch.add(bn2, h)
+        # resnet_small.yaml:51  (B, out, ?, ?)
+        relu_out = self.relu(h)
+        return relu_out
+
+
+class ResNetSmall(nn.Module):
+    """Small ResNet for 32x32 images; three stages of basic blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(
+            BasicBlock(in_channels=16), BasicBlock(in_channels=16)
+        )
+        self.down2 = DownBlock(in_channels=16, out=32)
+        self.layer2 = nn.Sequential(BasicBlock(in_channels=32))
+        self.down3 = DownBlock(in_channels=32, out=64)
+        self.layer3 = nn.Sequential(BasicBlock(in_channels=64))
+        self.avgpool = nn.AdaptiveAvgPool2d(output_size=1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(p=0.2)
+        self.embed = nn.Linear(64, 64)
+        self.relu_1 = nn.ReLU()
+        self.dropout_1 = nn.Dropout(p=0.2)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # resnet_small.yaml:54  (B, 16, 32, 32)
+        x = self.conv1(x)
+        # resnet_small.yaml:55  (B, 16, 32, 32)
+        x = self.bn1(x)
+        # resnet_small.yaml:56  (B, 16, 32, 32)
+        x = self.relu(x)
+        # resnet_small.yaml:58  (B, 16, 32, 32)
+        x = self.layer1(x)
+        # resnet_small.yaml:59  (B, 32, 16, 16)
+        x = self.down2(x)
+        # resnet_small.yaml:60  (B, 32, 16, 16)
+        x = self.layer2(x)
+        # resnet_small.yaml:61  (B, 64, 8, 8)
+        x = self.down3(x)
+        # resnet_small.yaml:62  (B, 64, 8, 8)
+        x = self.layer3(x)
+        # resnet_small.yaml:64  (B, 64, 1, 1)
+        x = self.avgpool(x)
+        # resnet_small.yaml:65  (B, 64)
+        x = self.flatten(x)
+        # resnet_small.yaml:66  (B, 64)
+        x = self.dropout(x)
+        # resnet_small.yaml:67  (B, 64)
+        x = self.embed(x)
+        # resnet_small.yaml:68  (B, 64)
+        x = self.relu_1(x)
+        # resnet_small.yaml:69  (B, 64)
+        x = self.dropout_1(x)
+        # resnet_small.yaml:70  (B, 10)
+        fc = self.fc(x)
+        return fc

@@ -1,0 +1,128 @@
+"""UNet: PyTorch source compiled by nnspec from unet.yaml.
+
+Edit the spec and compile it again rather than editing this file.
+"""
+
+import torch
+from torch import nn
+
+
+class DoubleConv(nn.Module):
+    """(convolution => BN => ReLU) * 2"""
+
+    def __init__(self, *, in_channels: int, out: int, mid: int | None = None) -> None:
+        super().__init__()
+        self.conv2d = nn.Conv2d(
+            in_channels, mid or out, kernel_size=3, padding=1, bias=False
+        )
+        self.batch_norm2d = nn.BatchNorm2d(mid or out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2d_1 = nn.Conv2d(mid or out, out, kernel_size=3, padding=1, bias=False)
+        self.batch_norm2d_1 = nn.BatchNorm2d(out)
+        self.relu_1 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # unet.yaml:19  (B, mid or out, ?, ?)
+        x = self.conv2d(x)
+        # unet.yaml:20  (B, mid or out, ?, ?)
+        x = self.batch_norm2d(x)
+        # unet.yaml:21  (B, mid or out, ?, ?)
+        x = self.relu(x)
+        # unet.yaml:22  (B, out, ?, ?)
+        x = self.conv2d_1(x)
+        # unet.yaml:23  (B, out, ?, ?)
+        x = self.batch_norm2d_1(x)
+        # unet.yaml:24  (B, out, ?, ?)
+        relu_1 = self.relu_1(x)
+        return relu_1
+
+
+class Down(nn.Module):
+    """Downscaling with maxpool, then a double convolution."""
+
+    def __init__(self, *, in_channels: int, out: int) -> None:
+        super().__init__()
+        self.max_pool2d = nn.MaxPool2d(kernel_size=2)
+        self.conv = DoubleConv(in_channels=in_channels, out=out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # unet.yaml:29  (B, in_channels, ?, ?)
+        x = self.max_pool2d(x)
+        # unet.yaml:30  (B, out, ?, ?)
+        conv = self.conv(x)
+        return conv
+
+
+class Up(nn.Module):
+    """Upscaling, then a double convolution over the joined skip connection."""
+
+    def __init__(self, *, x_channels: int, skip_channels: int, out: int) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        self.conv = DoubleConv(
+            in_channels=skip_channels + x_channels,
+            out=out,
+            mid=(skip_channels + x_channels) // 2,
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        # unet.yaml:36  (B, x_channels, ?, ?)
+        x = self.up(x)
+        # unet.yaml:37  (B, skip_channels + x_channels, skip_height, skip_width)
+        x = torch.cat([skip, x], dim=1)
+        # unet.yaml:38  (B, out, ?, ?)
+        conv = self.conv(x)
+        return conv
+
+
+class OutConv(nn.Module):
+    """OutConv, compiled from unet.yaml."""
+
+    def __init__(self, *, in_channels: int, out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # unet.yaml:42  (B, out, ?, ?)
+        conv = self.conv(x)
+        return conv
+
+
+class UNet(nn.Module):
+    """U-Net for semantic segmentation, bilinear upsampling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inc = DoubleConv(in_channels=3, out=64)
+        self.down1 = Down(in_channels=64, out=128)
+        self.down2 = Down(in_channels=128, out=256)
+        self.down3 = Down(in_channels=256, out=512)
+        self.down4 = Down(in_channels=512, out=512)
+        self.up1 = Up(x_channels=512, skip_channels=512, out=256)
+        self.up2 = Up(x_channels=256, skip_channels=256, out=128)
+        self.up3 = Up(x_channels=128, skip_channels=128, out=64)
+        self.up4 = Up(x_channels=64, skip_channels=64, out=64)
+        self.outc = OutConv(in_channels=64, out=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # unet.yaml:44  (B, 64, 64, 64)
+        inc = self.inc(x)
+        # unet.yaml:45  (B, 128, 32, 32)
+        down1 = self.down1(inc)
+        # unet.yaml:46  (B, 256, 16, 16)
+        down2 = self.down2(down1)
+        # unet.yaml:47  (B, 512, 8, 8)
+        down3 = self.down3(down2)
+        # unet.yaml:48  (B, 512, 4, 4)
+        x = self.down4(down3)
+        # unet.yaml:49  (B, 256, 8, 8)
+        x = self.up1(x, down3)
+        # unet.yaml:50  (B, 128, 16, 16)
+        x = self.up2(x, down2)
+        # unet.yaml:51  (B, 64, 32, 32)
+        x = self.up3(x, down1)
+        # unet.yaml:52  (B, 64, 64, 64)
+        x = self.up4(x, inc)
+        # unet.yaml:53  (B, 2, 64, 64)
+        outc = self.outc(x)
+        return outc
