@@ -18,13 +18,13 @@ class ConvBNReLU(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # extra_input.yaml:25  (B, out, ?, ?)
+        # extra_input.yaml:25  (B, out, in_height, in_width)
         x = self.conv(x)
-        # extra_input.yaml:26  (B, out, ?, ?)
+        # extra_input.yaml:26  (B, out, in_height, in_width)
         x = self.bn(x)
-        # extra_input.yaml:27  (B, out, ?, ?)
+        # extra_input.yaml:27  (B, out, in_height, in_width)
         x = self.relu(x)
-        # extra_input.yaml:28  (B, out, ?, ?)
+        # extra_input.yaml:28  (B, out, in_height // 2, in_width // 2)
         pool = self.pool(x)
         return pool
 
@@ -61,19 +61,19 @@ class ImageWithMetadata(nn.Module):
         self, image: torch.Tensor, extra: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         # extra_input.yaml:30  (B, 16, 16, 16)
-        image = self.stem(image)
+        x = self.stem(image)
         # extra_input.yaml:31  (B, 32, 8, 8)
-        image = self.stage1(image)
+        x = self.stage1(x)
         # extra_input.yaml:32  (B, 32, 1, 1)
-        image = self.pool(image)
+        x = self.pool(x)
         # extra_input.yaml:33  (B, 32)
-        features = self.features(image)
+        features = self.features(x)
         # extra_input.yaml:34  (B, 40)
-        image = torch.cat([features, extra], dim=1)
+        x = torch.cat([features, extra], dim=1)
         # extra_input.yaml:35  (B, 64)
-        image = self.fc1(image)
+        x = self.fc1(x)
         # extra_input.yaml:36  (B, 64)
-        image = self.relu(image)
+        x = self.relu(x)
         # extra_input.yaml:37  (B, 5)
-        head = self.head(image)
+        head = self.head(x)
         return {"logits": head, "features": features}

@@ -22,17 +22,17 @@ class DoubleConv(nn.Module):
         self.relu_1 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:19  (B, mid or out, ?, ?)
+        # unet.yaml:19  (B, mid or out, in_height, in_width)
         x = self.conv2d(x)
-        # unet.yaml:20  (B, mid or out, ?, ?)
+        # unet.yaml:20  (B, mid or out, in_height, in_width)
         x = self.batch_norm2d(x)
-        # unet.yaml:21  (B, mid or out, ?, ?)
+        # unet.yaml:21  (B, mid or out, in_height, in_width)
         x = self.relu(x)
-        # unet.yaml:22  (B, out, ?, ?)
+        # unet.yaml:22  (B, out, in_height, in_width)
         x = self.conv2d_1(x)
-        # unet.yaml:23  (B, out, ?, ?)
+        # unet.yaml:23  (B, out, in_height, in_width)
         x = self.batch_norm2d_1(x)
-        # unet.yaml:24  (B, out, ?, ?)
+        # unet.yaml:24  (B, out, in_height, in_width)
         relu_1 = self.relu_1(x)
         return relu_1
 
@@ -46,9 +46,9 @@ class Down(nn.Module):
         self.conv = DoubleConv(in_channels=in_channels, out=out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:29  (B, in_channels, ?, ?)
+        # unet.yaml:29  (B, in_channels, in_height // 2, in_width // 2)
         x = self.max_pool2d(x)
-        # unet.yaml:30  (B, out, ?, ?)
+        # unet.yaml:30  (B, out, in_height // 2, in_width // 2)
         conv = self.conv(x)
         return conv
 
@@ -66,11 +66,11 @@ class Up(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:36  (B, x_channels, ?, ?)
+        # unet.yaml:36  (B, x_channels, x_height * 2, x_width * 2)
         x = self.up(x)
         # unet.yaml:37  (B, skip_channels + x_channels, skip_height, skip_width)
         x = torch.cat([skip, x], dim=1)
-        # unet.yaml:38  (B, out, ?, ?)
+        # unet.yaml:38  (B, out, skip_height, skip_width)
         conv = self.conv(x)
         return conv
 
@@ -83,7 +83,7 @@ class OutConv(nn.Module):
         self.conv = nn.Conv2d(in_channels, out, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:42  (B, out, ?, ?)
+        # unet.yaml:42  (B, out, in_height, in_width)
         conv = self.conv(x)
         return conv
 
