@@ -62,6 +62,8 @@ class NodeTemplate:
     args: list[Any]
     kwargs: dict[str, Any]
     repeat: Any = None
+    weights: Any = None  # WeightsSpec for this node's module
+    patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
 
     @property
     def op_name(self) -> str:

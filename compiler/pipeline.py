@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec.errors import suggest
@@ -41,6 +41,9 @@ class CompiledModel:
     result: GraphResult
     modules: list[ModuleEntry]
     source: str
+    #: Weights to load at build time: (module path, '' for the whole model; the
+    #: WeightsSpec; where it is written).
+    weights: list[tuple[str, Any, tuple]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -112,7 +115,15 @@ def compile_document(
         }
     )
     source = generate_source(model, blocks, os.path.basename(doc.path), imports)
-    return CompiledModel(doc, spec, values, model, blocks, result, modules, source)
+    weights = [("", spec.weights, ("weights",))] if spec.weights is not None else []
+    weights += [
+        (node.name, node.weights, (*node.path, "weights"))
+        for node in model_template.nodes
+        if node.weights is not None
+    ]
+    return CompiledModel(
+        doc, spec, values, model, blocks, result, modules, source, weights
+    )
 
 
 def _all_modules(cls: ClassIR) -> Iterable[Any]:

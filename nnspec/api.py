@@ -7,6 +7,7 @@ import linecache
 import os
 import sys
 import types
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from .compiler import CompiledModel, compile_document
+from .runtime.weights import LoadReport, WeightsError, load_weights
 from .spec import parse_yaml
 from .spec.derive import derive, read_spec_file
 
@@ -75,17 +77,53 @@ class Spec:
         self,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
+        *,
+        strict: bool = True,
     ) -> torch.nn.Module:
-        """An instance of the generated class. With ``device="meta"`` nothing is allocated."""
+        """An instance of the generated class, with the spec's weights loaded.
+
+        With ``device="meta"`` nothing is allocated (and no weights are read).
+        ``weights`` (a file or a mapping of tensors) is loaded last, after any weights
+        the spec names; ``strict=False`` loads what matches. ``load_reports`` then says
+        what each load did.
+        """
         cls = self.module_class()
         if device is None:
             model = cls()
         else:
             with torch.device(device):
                 model = cls()
+        self.load_reports: list[LoadReport] = []
+        if torch.device(device or "cpu").type != "meta":
+            for module_path, spec_weights, where in self.compiled.weights:
+                self.load_reports.append(
+                    self._load_spec_weights(model, module_path, spec_weights, where)
+                )
+            if weights is not None:
+                self.load_reports.append(load_weights(model, weights, strict=strict))
         if dtype is not None:
             model = model.to(dtype=dtype)
         return model
+
+    def _load_spec_weights(
+        self, model: torch.nn.Module, module_path: str, spec_weights: Any, where: tuple
+    ) -> LoadReport:
+        document = self.compiled.document
+        file = document.origin(where)[0]
+        path = os.path.join(os.path.dirname(file), spec_weights.path)
+        target = model.get_submodule(module_path) if module_path else model
+        try:
+            report = load_weights(
+                target, path, prefix=spec_weights.prefix, strict=spec_weights.strict
+            )
+        except WeightsError as exc:
+            raise document.error(where, str(exc), key=True) from None
+        if not report.complete:
+            warnings.warn(
+                f"{file}: weights {spec_weights.path}: {report}", stacklevel=3
+            )
+        return report
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the generated source to ``path``."""

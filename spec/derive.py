@@ -145,6 +145,12 @@ def _edit_graph(merge: _Merge, derived: Document, base_file: str) -> None:
         for name, new in value.items():
             i = find(edit, name, (edit, name))
             if edit == "replace":
+                # A replacement keeps the node's name unless it gives its own, so
+                # references to the node still hold.
+                if isinstance(new, str):
+                    new = {"op": new, "name": name}
+                elif isinstance(new, dict) and "name" not in new:
+                    new = {**new, "name": name}
                 replaced[i] = (new, derived, (edit, name))
             else:
                 nodes = new if isinstance(new, list) else [new]

@@ -168,6 +168,14 @@ class _Lowering:
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
         refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first)
+        if raw.weights is not None and (raw.use is not None or path[0] == "blocks"):
+            where = "a use node" if raw.use is not None else "a node inside a block"
+            self.error(
+                (*path, "weights"),
+                f"weights cannot be given on {where}; give them on the model's node, "
+                "or at the top level with a prefix",
+                key=True,
+            )
         return NodeTemplate(
             name=name,
             path=path,
@@ -177,6 +185,8 @@ class _Lowering:
             args=list(raw.args or []),
             kwargs=extras,
             repeat=raw.repeat,
+            weights=raw.weights,
+            patch=raw.patch,
         )
 
     def check_use(
