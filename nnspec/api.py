@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .compiler import CompiledModel, compile_document
+from .compiler.summary import ModelSummary, summarize
 from .spec import SpecError, parse_yaml
 
 __all__ = ["Spec", "load", "loads"]
@@ -85,6 +86,11 @@ class Spec:
         if dtype is not None:
             model = model.to(dtype=dtype)
         return model
+
+    def summary(self, dtype: torch.dtype | None = None) -> ModelSummary:
+        """Rows per node (shape, parameters, FLOPs) and totals, from one forward pass on
+        the meta device: nothing is allocated. ``dtype`` builds the parameters in it."""
+        return summarize(self.compiled, self.build(device="meta", dtype=dtype))
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the generated source to ``path``."""
