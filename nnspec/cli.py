@@ -26,6 +26,7 @@ EXIT_SPEC_ERROR = 2
 SUBCOMMANDS: dict[str, str] = {
     "compile": "nnspec.cli:register_compile",
     "summary": "nnspec.views:register_summary",
+    "graph": "nnspec.views:register_graph",
 }
 
 
@@ -172,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     helps = {
         "compile": "compile a spec to PyTorch source (same as compile-model)",
         "summary": "a table of the nodes: shapes, parameters, FLOPs, memory",
+        "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
-from .cli import add_spec_arguments, parse_params
+from .cli import UsageError, add_spec_arguments, parse_params
 
-__all__ = ["register_summary"]
+__all__ = ["register_graph", "register_summary"]
 
 _DTYPES = {
     "float32": torch.float32,
@@ -68,3 +69,40 @@ def register_summary(parser: argparse.ArgumentParser) -> None:
     )
     _add_dtype(parser)
     parser.set_defaults(handler=summary_command)
+
+
+# -- graph ---------------------------------------------------------------------------
+
+
+def graph_command(args: argparse.Namespace) -> int:
+    from .compiler.graph_render import GraphvizError, render_graph
+
+    spec = _load(args)
+    target = Path(args.output) if args.output else Path(args.spec).with_suffix(".svg")
+    try:
+        render_graph(spec.summary(), target, depth=args.depth)  # type: ignore[attr-defined]
+    except (GraphvizError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    print(f"wrote {target}")
+    return 0
+
+
+def register_graph(parser: argparse.ArgumentParser) -> None:
+    add_spec_arguments(parser)
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the picture: .svg, .png or .pdf (drawn by Graphviz), .dot, or .mmd "
+        "(Mermaid); default: SPEC with .svg",
+    )
+    parser.add_argument(
+        "--depth",
+        type=_depth,
+        default=1,
+        metavar="N",
+        help="open blocks as clusters N levels deep (default: 1; 0 keeps them boxes)",
+    )
+    parser.set_defaults(handler=graph_command)
