@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compile": "nnspec.cli:register_compile",
     "summary": "nnspec.views:register_summary",
     "graph": "nnspec.views:register_graph",
+    "profile": "nnspec.views:register_profile",
 }
 
 
@@ -174,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compile": "compile a spec to PyTorch source (same as compile-model)",
         "summary": "a table of the nodes: shapes, parameters, FLOPs, memory",
         "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
+        "profile": "profile training steps with torch.profiler",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")

@@ -10,7 +10,7 @@ import torch
 
 from .cli import UsageError, add_spec_arguments, parse_params
 
-__all__ = ["register_graph", "register_summary"]
+__all__ = ["register_graph", "register_profile", "register_summary"]
 
 _DTYPES = {
     "float32": torch.float32,
@@ -34,6 +34,13 @@ def _depth(text: str) -> int:
         ) from None
     if value < 0:
         raise argparse.ArgumentTypeError("the depth is 0 or more")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _depth(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected 1 or more")
     return value
 
 
@@ -106,3 +113,62 @@ def register_graph(parser: argparse.ArgumentParser) -> None:
         help="open blocks as clusters N levels deep (default: 1; 0 keeps them boxes)",
     )
     parser.set_defaults(handler=graph_command)
+
+
+# -- profile -------------------------------------------------------------------------
+
+
+def profile_command(args: argparse.Namespace) -> int:
+    from .runtime.profile import profile_spec
+
+    spec = _load(args)
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available here")
+    try:
+        report = profile_spec(
+            spec,  # type: ignore[arg-type]
+            steps=args.steps,
+            out_dir=args.out,
+            batch_size=args.batch_size,
+            device=args.device,
+            dtype=_DTYPES.get(args.dtype),
+            top=args.top,
+            peak=args.peak_tflops,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(report.render())
+    return 0
+
+
+def register_profile(parser: argparse.ArgumentParser) -> None:
+    add_spec_arguments(parser)
+    parser.add_argument(
+        "--steps",
+        type=_positive,
+        default=5,
+        metavar="N",
+        help="profiled steps, after 1 waiting and 1 warm-up step (default: 5)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where the trace goes (default: runs/profile/<model name>)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive, default=8, metavar="B", help="default: 8"
+    )
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)"
+    )
+    _add_dtype(parser)
+    parser.add_argument(
+        "--top", type=_positive, default=10, metavar="N", help="operators to list"
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        metavar="X",
+        help="the device's peak TFLOP/s, for the MFU of a GPU the table does not know",
+    )
+    parser.set_defaults(handler=profile_command)
