@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+from torch.autograd import DeviceType
 from torch.profiler import (
     ProfilerActivity,
     record_function,
@@ -347,17 +348,31 @@ def profile_spec(
 
 
 def _top_ops(prof: Any, steps: int, top: int, cuda: bool) -> list[OpTime]:
-    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = [
+    """Operators ranked by self time: CPU time, or on CUDA the time of the kernels each
+    launched, as a share of all kernels' time."""
+    events = list(prof.key_averages())
+    ops = [
         e
-        for e in prof.key_averages()
-        if not e.key.startswith("ProfilerStep") and e.key not in _PARTS
+        for e in events
+        if e.device_type == DeviceType.CPU
+        and not e.is_user_annotation
+        and not e.key.startswith("ProfilerStep")
+        and e.key not in _PARTS
     ]
-    total = sum(getattr(e, attr) for e in events) or 1.0
-    ranked = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:top]
+    if cuda:
+        attr = "self_device_time_total"
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        total = sum(e.self_device_time_total for e in kernels)
+    else:
+        attr = "self_cpu_time_total"
+        total = sum(e.self_cpu_time_total for e in ops)
+    ranked = sorted(ops, key=lambda e: getattr(e, attr), reverse=True)[:top]
     return [
         OpTime(
-            e.key, getattr(e, attr) / steps, getattr(e, attr) / total, e.count / steps
+            e.key,
+            getattr(e, attr) / steps,
+            getattr(e, attr) / (total or 1.0),
+            e.count / steps,
         )
         for e in ranked
         if getattr(e, attr) > 0
