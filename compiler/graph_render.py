@@ -168,8 +168,9 @@ class _Builder:
                 row.name, kind, row.node, subtitle, row.value, row.trainable == "frozen"
             )
             self.add(node, cluster)
-            for source in sources:
-                self.connect(source, row.name)
+            keys = row.input_keys or [""] * len(sources)
+            for key, source in zip(keys, sources):
+                self.connect(source, row.name, key)
             env[row.node] = _Source(row.name, row.value)
             if row.kind == "use" and row.module is not None:
                 self.uses.setdefault(row.module, []).append(row.name)
@@ -188,9 +189,15 @@ class _Builder:
             value = value.items[k] if isinstance(value, TupleValue) else None
         return _Source(found.node, value)
 
-    def connect(self, source: _Source, dst: str) -> None:
+    def connect(self, source: _Source, dst: str, key: str = "") -> None:
+        """An edge labelled with the shape (and the input's name, for in: {key: ref});
+        the same value passed twice to a node is drawn once."""
         label = source.value.render() if source.value is not None else ""
-        self.edges.append(Edge(source.node, dst, label))
+        if key:
+            label = f"{key} {label}"
+        edge = Edge(source.node, dst, label)
+        if edge not in self.edges:
+            self.edges.append(edge)
 
     def link_shared(self, root: Cluster) -> None:
         """One cylinder per module called more than once, joined to every call."""

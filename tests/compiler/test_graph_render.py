@@ -170,3 +170,20 @@ def test_cli_writes_dot_and_mermaid(tmp_path, capsys) -> None:  # type: ignore[n
     assert (tmp_path / "two.dot").read_text().startswith('digraph "TwoHeads"')
     assert main(["graph", str(spec), "-o", str(tmp_path / "two.gif")]) == 2
     assert "suffix" in capsys.readouterr().err
+
+
+def test_named_inputs_label_their_edges_and_repeats_draw_once() -> None:
+    summary = nnspec.loads(
+        "nnspec: 1\nname: Attn\ninputs: {x: [10, 32]}\nlayers:\n"
+        "  - {op: MultiheadAttention, name: mha, embed_dim: 32, num_heads: 4,\n"
+        "     batch_first: true, in: {query: x, key: x, value: x}}\n"
+        "  - {op: add, name: twice, in: [mha.0, mha.0]}\n"
+    ).summary()
+    edges = [(e.src, e.dst, e.label) for e in build_diagram(summary).edges]
+    assert edges == [
+        ("input:x", "mha", "query [B,10,32]"),
+        ("input:x", "mha", "key [B,10,32]"),
+        ("input:x", "mha", "value [B,10,32]"),
+        ("mha", "twice", "[B,10,32]"),
+        ("twice", "output:twice", "[B,10,32]"),
+    ]
