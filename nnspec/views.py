@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .cli import UsageError, add_spec_arguments, parse_params
+
+if TYPE_CHECKING:
+    from .api import Spec
 
 __all__ = ["register_graph", "register_profile", "register_summary"]
 
@@ -19,7 +23,7 @@ _DTYPES = {
 }
 
 
-def _load(args: argparse.Namespace) -> object:
+def _load(args: argparse.Namespace) -> Spec:
     from .api import load
 
     return load(args.spec, parse_params(args.params), allow_imports=args.allow_imports)
@@ -57,7 +61,7 @@ def _add_dtype(parser: argparse.ArgumentParser) -> None:
 
 def summary_command(args: argparse.Namespace) -> int:
     spec = _load(args)
-    summary = spec.summary(dtype=_DTYPES.get(args.dtype))  # type: ignore[attr-defined]
+    summary = spec.summary(dtype=_DTYPES.get(args.dtype))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -87,7 +91,7 @@ def graph_command(args: argparse.Namespace) -> int:
     spec = _load(args)
     target = Path(args.output) if args.output else Path(args.spec).with_suffix(".svg")
     try:
-        render_graph(spec.summary(), target, depth=args.depth)  # type: ignore[attr-defined]
+        render_graph(spec.summary(), target, depth=args.depth)
     except (GraphvizError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -126,7 +130,7 @@ def profile_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--device {args.device}: CUDA is not available here")
     try:
         report = profile_spec(
-            spec,  # type: ignore[arg-type]
+            spec,
             steps=args.steps,
             out_dir=args.out,
             batch_size=args.batch_size,
