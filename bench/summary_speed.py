@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nnspec
@@ -20,9 +21,9 @@ layers:
 """
 
 
-def timed(label: str, load: object) -> None:
+def timed(label: str, load: Callable[[], nnspec.Spec]) -> None:
     start = time.perf_counter()
-    spec = load()  # type: ignore[operator]
+    spec = load()
     compiled = time.perf_counter()
     summary = spec.summary()
     done = time.perf_counter()
