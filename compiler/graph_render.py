@@ -156,7 +156,7 @@ class _Builder:
                 inner: _Env = dict(zip(names, sources))
                 self.walk(row.children, inner, sub, depth - 1)
                 outs = [self.resolve(inner, ref) for ref in row.graph_outputs]
-                env[row.node] = outs[0] if len(outs) == 1 else outs
+                env[row.node] = outs if row.returns_tuple else outs[0]
                 if row.module is not None:
                     self.callers[row.module] = (sub.id, cluster, True)
                 continue
@@ -169,8 +169,11 @@ class _Builder:
             )
             self.add(node, cluster)
             keys = row.input_keys or [""] * len(sources)
-            for key, source in zip(keys, sources):
-                self.connect(source, row.name, key)
+            seen = set()
+            for key, ref, source in zip(keys, row.inputs, sources):
+                if (key, ref) not in seen:  # x passed twice to a node: one edge
+                    seen.add((key, ref))
+                    self.connect(source, row.name, key)
             env[row.node] = _Source(row.name, row.value)
             if row.kind == "use" and row.module is not None:
                 self.uses.setdefault(row.module, []).append(row.name)
@@ -190,14 +193,9 @@ class _Builder:
         return _Source(found.node, value)
 
     def connect(self, source: _Source, dst: str, key: str = "") -> None:
-        """An edge labelled with the shape (and the input's name, for in: {key: ref});
-        the same value passed twice to a node is drawn once."""
+        """An edge labelled with the shape, and the input's name for in: {key: ref}."""
         label = source.value.render() if source.value is not None else ""
-        if key:
-            label = f"{key} {label}"
-        edge = Edge(source.node, dst, label)
-        if edge not in self.edges:
-            self.edges.append(edge)
+        self.edges.append(Edge(source.node, dst, f"{key} {label}" if key else label))
 
     def link_shared(self, root: Cluster) -> None:
         """One cylinder per module called more than once, joined to every call."""

@@ -65,6 +65,7 @@ class NodeSummary:
     children: list[NodeSummary] = field(default_factory=list)
     graph_inputs: list[str] = field(default_factory=list)  # of a block or repeat
     graph_outputs: list[str] = field(default_factory=list)
+    returns_tuple: bool = False  # a block whose outputs are a list
     traced: bool = True  # False: not seen in the forward pass; shape from the compiler
 
     @property
@@ -346,6 +347,7 @@ class _Tracer(TorchFunctionMode):
             cls = self.classes[mdef.block]
             row.graph_inputs = list(cls.inputs)
             row.graph_outputs = [str(r) for r in cls.outputs.refs]
+            row.returns_tuple = cls.outputs.kind == "tuple"
         elif row.kind == "repeat":
             row.graph_inputs = [REPEAT_INPUT]
             row.graph_outputs = [str(len(mdef.children) - 1)]

@@ -187,3 +187,18 @@ def test_named_inputs_label_their_edges_and_repeats_draw_once() -> None:
         ("mha", "twice", "[B,10,32]"),
         ("twice", "output:twice", "[B,10,32]"),
     ]
+
+
+def test_block_returning_a_list_feeds_each_element() -> None:
+    summary = nnspec.loads(
+        "nnspec: 1\nname: Halves\ninputs: {x: [6]}\n"
+        "blocks:\n  Split:\n    layers:\n"
+        "      - {op: Linear, name: a, out_features: 8}\n"
+        "      - {op: chunk, name: parts, args: [2], dim: -1}\n"
+        "    outputs: [parts.0, parts.1]\n"
+        "layers:\n  - {op: Split, name: s}\n  - {op: mul, in: [s.0, s.1]}\n"
+    ).summary()
+    opened = [(e.src, e.dst, e.label) for e in build_diagram(summary).edges]
+    assert opened.count(("s.parts", "mul", "[B,4]")) == 2
+    closed = [(e.src, e.dst, e.label) for e in build_diagram(summary, 0).edges]
+    assert closed.count(("s", "mul", "[B,4]")) == 2
