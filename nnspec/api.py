@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .compiler import CompiledModel, compile_document
+from .compiler.summary import ModelSummary, summarize
 from .runtime.weights import LoadReport, WeightsError, load_weights
 from .spec import parse_yaml
 from .spec.derive import derive, read_spec_file
@@ -124,6 +125,11 @@ class Spec:
                 f"{file}: weights {spec_weights.path}: {report}", stacklevel=3
             )
         return report
+
+    def summary(self, dtype: torch.dtype | None = None) -> ModelSummary:
+        """Rows per node (shape, parameters, FLOPs) and totals, from one forward pass on
+        the meta device: nothing is allocated. ``dtype`` builds the parameters in it."""
+        return summarize(self.compiled, self.build(device="meta", dtype=dtype))
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the generated source to ``path``."""

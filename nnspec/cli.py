@@ -25,6 +25,9 @@ EXIT_SPEC_ERROR = 2
 # Each register function adds its arguments and sets `handler` (args -> exit status).
 SUBCOMMANDS: dict[str, str] = {
     "compile": "nnspec.cli:register_compile",
+    "summary": "nnspec.views:register_summary",
+    "graph": "nnspec.views:register_graph",
+    "profile": "nnspec.views:register_profile",
 }
 
 
@@ -170,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     helps = {
         "compile": "compile a spec to PyTorch source (same as compile-model)",
+        "summary": "a table of the nodes: shapes, parameters, FLOPs, memory",
+        "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
+        "profile": "profile training steps with torch.profiler",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")
