@@ -163,6 +163,9 @@ class _ClassWriter:
         self.lines.append("        " + body[0])
         for module in self.cls.modules:
             self.lines += statement(f"self.{module.name} = ", module.ctor, 2)
+            for path, ctor in module.patches:
+                target = module_access(f"{module.name}.{path}")
+                self.lines += statement(f"{target} = ", ctor, 2)
         for name, value in self.attributes():
             self.lines += statement(f"self.{name} = ", value, 2)
         if self.cls.init:

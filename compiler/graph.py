@@ -122,6 +122,8 @@ class ModuleDef:
     # (path, class, ((param, shape), ...)) of the modules inside a torch module
     nested: tuple[tuple[str, str, tuple[tuple[str, tuple[int, ...]], ...]], ...] = ()
     num_params: int = 0
+    # Submodules replaced after construction: (dotted path inside, constructor).
+    patches: list[tuple[str, ast.expr]] = field(default_factory=list)
 
 
 @dataclass

@@ -28,19 +28,23 @@ def _freeze(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-def build_meta_module(cls: type, args: list[Any], kwargs: dict[str, Any]) -> nn.Module:
-    """Construct ``cls(*args, **kwargs)`` with parameters on the meta device (cached)."""
+def build_meta_module(
+    cls: Any, args: list[Any], kwargs: dict[str, Any], *, cache: bool = True
+) -> nn.Module:
+    """Construct ``cls(*args, **kwargs)`` with parameters on the meta device (cached
+    unless ``cache`` is false: a module about to be changed must be a fresh one)."""
     key = (cls, _freeze(args), _freeze(kwargs))
-    if key in _MODULE_CACHE:
+    if cache and key in _MODULE_CACHE:
         return _MODULE_CACHE[key]
     try:
         with torch.device("meta"):
             module = cls(*args, **kwargs)
     except Exception as exc:
         raise MetaError(_one_line(exc)) from None
-    if len(_MODULE_CACHE) >= _MAX_CACHE:
-        _MODULE_CACHE.clear()
-    _MODULE_CACHE[key] = module
+    if cache:
+        if len(_MODULE_CACHE) >= _MAX_CACHE:
+            _MODULE_CACHE.clear()
+        _MODULE_CACHE[key] = module
     return module
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -26,7 +27,7 @@ __all__ = [
     "signature_of",
 ]
 
-OpKind = Literal["module", "function", "block"]
+OpKind = Literal["module", "function", "block", "factory"]
 
 
 class OpLookupError(Exception):
@@ -183,8 +184,18 @@ def _resolve_custom(name: str, allow_imports: frozenset[str]) -> OpInfo:
     if isinstance(target, type) and issubclass(target, nn.Module):
         return OpInfo("module", name, target, code, import_module=module_path)
     if callable(target):
-        return OpInfo("function", name, target, code, import_module=module_path)
+        kind = "factory" if _returns_module(target) else "function"
+        return OpInfo(kind, name, target, code, import_module=module_path)
     raise OpLookupError(f"{name!r} is neither an nn.Module class nor a function")
+
+
+def _returns_module(function: Any) -> bool:
+    """True for a function annotated to return an nn.Module (a model factory)."""
+    try:
+        returned = typing.get_type_hints(function).get("return")
+    except Exception:
+        return False
+    return isinstance(returned, type) and issubclass(returned, nn.Module)
 
 
 @cache

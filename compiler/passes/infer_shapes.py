@@ -719,13 +719,86 @@ class Instantiator:
         listed = list(values.values()) if isinstance(values, dict) else values
         first = listed[0] if listed and isinstance(listed[0], TensorValue) else None
         bound, _ = self.bind_module_args(state, node, op, first, extra)
-        module = self.meta_module(node, op, bound)
-        value = self.module_shape(node, op, module, bound, values)
+        module = self.meta_module(node, op, bound, fresh=bool(node.patch))
+        if not isinstance(module, torch.nn.Module):
+            raise self.node_fail(
+                node, f"{op.name} returned {type(module).__name__}, not an nn.Module"
+            )
+        patches = (
+            self.apply_patches(state, node, module, values, extra) if node.patch else []
+        )
+        value = self.module_shape(node, op, module, bound, values, rules=not patches)
         ctor = self.ctor_ast(state, node, op.code, bound, op.target)
         mdef = self.module_def(node, op, ctor, module)
+        mdef.patches = patches
         return mdef, value, bound
 
-    def meta_module(self, node: NodeTemplate, op: OpInfo, bound: dict[str, Val]) -> Any:
+    def apply_patches(
+        self,
+        state: _State,
+        node: NodeTemplate,
+        module: torch.nn.Module,
+        values: list[Value] | dict[str, Value],
+        extra: dict | None,
+    ) -> list[tuple[str, ast.expr]]:
+        """Replace submodules as the node's ``patch`` says, each built for the input
+        it receives when the module runs (found by running it on the meta device)."""
+        assert node.patch is not None
+        patches: list[tuple[str, ast.expr]] = []
+        for child, patch in node.patch.items():
+            assert patch.op is not None
+            try:
+                old = module.get_submodule(child)
+            except AttributeError:
+                known = [name for name, _ in module.named_modules() if name]
+                raise self.fail(
+                    patch.path,
+                    f"{node.op_name} has no submodule {child!r}{suggest(child, known)}; "
+                    f"its submodules: {', '.join(known[:20])}",
+                    key=True,
+                ) from None
+            seen: list[Any] = []
+            handle = old.register_forward_pre_hook(
+                lambda _m, args, seen=seen: seen.append(args)
+            )
+            try:
+                self.run_module(node, module, values)
+            finally:
+                handle.remove()
+            if not seen or not seen[0] or not isinstance(seen[0][0], torch.Tensor):
+                raise self.fail(
+                    patch.path,
+                    f"{child!r} is not called with a tensor in forward",
+                    key=True,
+                )
+            received = from_meta(seen[0][0], None)
+            assert isinstance(received, TensorValue)
+            bound, _ = self.bind_module_args(state, patch, patch.op, received, extra)
+            replacement = self.meta_module(patch, patch.op, bound, fresh=True)
+            parent_name, _, attr = child.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            setattr(parent, attr, replacement)
+            ctor = self.ctor_ast(state, patch, patch.op.code, bound, patch.op.target)
+            patches.append((child, ctor))
+        return patches
+
+    def run_module(
+        self, node: NodeTemplate, module: Any, values: list[Value] | dict[str, Value]
+    ) -> Any:
+        try:
+            if isinstance(values, dict):
+                kwargs = dict(zip(values, meta_inputs(list(values.values()))))
+                return run_meta(module, [], kwargs)
+            return run_meta(module, meta_inputs(values), {})
+        except MetaError as exc:
+            raise self.node_fail(
+                node, f"{exc} (inputs: {self.describe_inputs(values)})"
+            ) from None
+
+    def meta_module(
+        self, node: NodeTemplate, op: OpInfo, bound: dict[str, Val], fresh: bool = False
+    ) -> Any:
+
         signature = signature_of(op.target)
         positional_only = set()
         if signature is not None:
@@ -737,7 +810,7 @@ class Instantiator:
         args = [v.value for k, v in bound.items() if k in positional_only]
         kwargs = {k: v.value for k, v in bound.items() if k not in positional_only}
         try:
-            return build_meta_module(op.target, args, kwargs)
+            return build_meta_module(op.target, args, kwargs, cache=not fresh)
         except MetaError as exc:
             raise self.node_fail(
                 node, f"{op.class_name} cannot be built: {exc}"
@@ -777,8 +850,9 @@ class Instantiator:
         module: Any,
         bound: dict[str, Val],
         values: list[Value] | dict[str, Value],
+        rules: bool = True,
     ) -> Value:
-        rule = RULES.get(op.name) if op.import_module is None else None
+        rule = RULES.get(op.name) if op.import_module is None and rules else None
         if rule is not None and isinstance(values, list):
             signature = signature_of(op.target)
             full = dict(bound)
@@ -792,22 +866,12 @@ class Instantiator:
                 raise self.node_fail(node, str(exc)) from None
             except (Fallback, TypeError, ValueError, IndexError, KeyError):
                 pass  # not covered by the rule: run the op on the meta device
+        result = self.run_module(node, module, values)
+        like = values[0] if isinstance(values, list) and values else None
         try:
-            if isinstance(values, dict):
-                result = run_meta(
-                    module, [], dict(zip(values, meta_inputs(list(values.values()))))
-                )
-                like = None
-            else:
-                result = run_meta(module, meta_inputs(values), {})
-                like = (
-                    values[0] if values and isinstance(values[0], TensorValue) else None
-                )
-            return from_meta(result, like)
+            return from_meta(result, like if isinstance(like, TensorValue) else None)
         except MetaError as exc:
-            raise self.node_fail(
-                node, f"{exc} (inputs: {self.describe_inputs(values)})"
-            ) from None
+            raise self.node_fail(node, str(exc)) from None
 
     # -- blocks ---------------------------------------------------------------
 

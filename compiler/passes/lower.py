@@ -168,6 +168,9 @@ class _Lowering:
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
         refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first)
+        patch = None
+        if raw.patch is not None:
+            patch = self.patch_nodes(raw, op, path)
         if raw.weights is not None and (raw.use is not None or path[0] == "blocks"):
             where = "a use node" if raw.use is not None else "a node inside a block"
             self.error(
@@ -186,8 +189,51 @@ class _Lowering:
             kwargs=extras,
             repeat=raw.repeat,
             weights=raw.weights,
-            patch=raw.patch,
+            patch=patch,
         )
+
+    def patch_nodes(
+        self, raw: NodeSpec, op: OpInfo | None, path: tuple
+    ) -> dict[str, NodeTemplate]:
+        """The nodes that replace submodules of a module after it is built."""
+        if op is None or op.kind not in ("module", "factory"):
+            self.error(
+                (*path, "patch"),
+                "patch replaces submodules of a module; this node builds none",
+                key=True,
+            )
+            return {}
+        if raw.repeat is not None:
+            self.error((*path, "patch"), "a patched node cannot repeat", key=True)
+        nodes: dict[str, NodeTemplate] = {}
+        for child, value in (raw.patch or {}).items():
+            where = (*path, "patch", child)
+            spec = NodeSpec(op=value) if isinstance(value, str) else value
+            if spec.op is None:
+                self.error(where, "a patch is a node with an op", key=True)
+                continue
+            try:
+                child_op = resolve_op(spec.op, self.spec.blocks, self.allow_imports)
+            except OpLookupError as exc:
+                self.error(
+                    where if isinstance(value, str) else (*where, "op"), str(exc)
+                )
+                continue
+            if child_op.kind not in ("module", "factory"):
+                self.error(
+                    where, f"a patch builds a module; {spec.op!r} is a {child_op.kind}"
+                )
+                continue
+            nodes[child] = NodeTemplate(
+                name=child.replace(".", "_"),
+                path=where,
+                op=child_op,
+                use=None,
+                inputs=None,
+                args=list(spec.args or []),
+                kwargs=dict(spec.model_extra or {}),
+            )
+        return nodes
 
     def check_use(
         self,
