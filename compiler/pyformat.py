@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["LINE_LENGTH", "expr", "statement", "string_literal"]
 
@@ -29,6 +31,14 @@ def string_literal(text: str) -> str:
 
 def expr(node: ast.expr) -> str:
     """Source text of an expression, strings in double quotes."""
+    printer = _SIMPLE.get(type(node))
+    if printer is not None:
+        return printer(node)
+    return _unparse(node)
+
+
+def _unparse(node: ast.expr) -> str:
+    """ast.unparse, with string literals in double quotes (operators, conditionals)."""
     strings: list[str] = []
 
     class _Hide(ast.NodeTransformer):
@@ -43,6 +53,43 @@ def expr(node: ast.expr) -> str:
     for i in range(len(strings) - 1, -1, -1):
         text = text.replace(f"__nnspec_str_{i}__", string_literal(strings[i]))
     return text
+
+
+def _constant(node: ast.Constant) -> str:
+    if isinstance(node.value, str):
+        return string_literal(node.value)
+    return _unparse(node) if isinstance(node.value, float) else repr(node.value)
+
+
+def _call(node: ast.Call) -> str:
+    args = [expr(a) for a in node.args]
+    args += [
+        f"{k.arg}={expr(k.value)}" if k.arg else f"**{expr(k.value)}"
+        for k in node.keywords
+    ]
+    return f"{expr(node.func)}({', '.join(args)})"
+
+
+def _sequence(node: ast.List | ast.Tuple) -> str:
+    items = ", ".join(expr(e) for e in node.elts)
+    if isinstance(node, ast.List):
+        return f"[{items}]"
+    return f"({items},)" if len(node.elts) == 1 else f"({items})"
+
+
+def _dict(node: ast.Dict) -> str:
+    items = ", ".join(f"{expr(k)}: {expr(v)}" for k, v in zip(node.keys, node.values))  # type: ignore[arg-type]
+    return f"{{{items}}}"
+
+
+_SIMPLE: dict[type, Callable[[Any], str]] = {
+    ast.Constant: _constant,
+    ast.Name: lambda node: node.id,
+    ast.Call: _call,
+    ast.List: _sequence,
+    ast.Tuple: _sequence,
+    ast.Dict: _dict,
+}
 
 
 def _items(node: ast.expr) -> tuple[str, list[str], str] | None:
