@@ -105,7 +105,7 @@ class _ClassWriter:
         first_dies = first_input is not None and uses.get(first_input) == [0]
         if "x" not in taken or (first_input == "x" and first_dies):
             chain = "x"
-        elif first_dies:
+        elif first_dies and first_input is not None:
             chain = first_input
         else:
             chain = Namespace(taken).fresh("h")
@@ -174,7 +174,9 @@ class _ClassWriter:
             self.lines.append(
                 "        # Frozen by the spec: these parameters do not train."
             )
-            paths = [ast.Name(module_access(p), ast.Load()) for p in self.cls.freeze]
+            paths: list[ast.expr] = [
+                ast.Name(module_access(p), ast.Load()) for p in self.cls.freeze
+            ]
             if len(paths) == 1:
                 self.lines.append(f"        {expr(paths[0])}.requires_grad_(False)")
             else:
@@ -205,7 +207,9 @@ class _ClassWriter:
         if len(stmt.modules) == 1:
             target, depth = module_access(stmt.modules[0]), 2
         else:
-            paths = [ast.Name(module_access(p), ast.Load()) for p in stmt.modules]
+            paths: list[ast.expr] = [
+                ast.Name(module_access(p), ast.Load()) for p in stmt.modules
+            ]
             self.lines += statement(
                 "for module in ", ast.Tuple(paths, ast.Load()), 2, tail=":"
             )
@@ -256,7 +260,9 @@ class _ClassWriter:
                 for k, r in call.inputs.items()
             ]
         else:
-            values = [ast.Name(self.ref(r), ast.Load()) for r in call.inputs]
+            values: list[ast.expr] = [
+                ast.Name(self.ref(r), ast.Load()) for r in call.inputs
+            ]
             args = [ast.List(values, ast.Load())] if call.sequence else values
             keywords = []
         args += call.args
@@ -266,7 +272,7 @@ class _ClassWriter:
 
     def emit_return(self) -> None:
         out = self.cls.outputs
-        names = [ast.Name(self.ref(r), ast.Load()) for r in out.refs]
+        names: list[ast.expr] = [ast.Name(self.ref(r), ast.Load()) for r in out.refs]
         if out.kind == "single":
             node: ast.expr = names[0]
         elif out.kind == "tuple":

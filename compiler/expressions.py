@@ -308,7 +308,8 @@ class _Evaluator:
         if all(v.sym is not None for v in vals) and not all(
             is_const(v.sym) for v in vals
         ):
-            return Val(chosen.value, ast.BoolOp(node.op, [v.sym for v in vals]))
+            syms = [v.sym for v in vals if v.sym is not None]
+            return Val(chosen.value, ast.BoolOp(node.op, syms))
         if all(is_const(v.sym) for v in vals):
             return const(chosen.value)
         return Val(chosen.value, None)
@@ -341,7 +342,7 @@ class _Evaluator:
         except ExpressionError:
             return Val(taken.value, None)
         body, orelse = (taken, other) if test.value else (other, taken)
-        if None in (test.sym, body.sym, orelse.sym):
+        if test.sym is None or body.sym is None or orelse.sym is None:
             return Val(taken.value, None)
         return Val(taken.value, ast.IfExp(test.sym, body.sym, orelse.sym))
 
@@ -500,11 +501,11 @@ def resolve_value(raw: Any, scope: Scope) -> Val:
             [v.value for v in items], items, lambda s: ast.List(s, ast.Load())
         )
     if isinstance(raw, dict):
-        items = {k: resolve_value(v, scope) for k, v in raw.items()}
-        vals = list(items.values())
+        entries = {k: resolve_value(v, scope) for k, v in raw.items()}
+        keys: list[ast.expr | None] = [ast.Constant(k) for k in entries]
         return _combine(
-            {k: v.value for k, v in items.items()},
-            vals,
-            lambda s: ast.Dict([ast.Constant(k) for k in items], list(s)),
+            {k: v.value for k, v in entries.items()},
+            list(entries.values()),
+            lambda s: ast.Dict(keys, list(s)),
         )
     return const(raw)

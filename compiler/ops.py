@@ -184,7 +184,7 @@ def _resolve_custom(name: str, allow_imports: frozenset[str]) -> OpInfo:
     if isinstance(target, type) and issubclass(target, nn.Module):
         return OpInfo("module", name, target, code, import_module=module_path)
     if callable(target):
-        kind = "factory" if _returns_module(target) else "function"
+        kind: OpKind = "factory" if _returns_module(target) else "function"
         return OpInfo(kind, name, target, code, import_module=module_path)
     raise OpLookupError(f"{name!r} is neither an nn.Module class nor a function")
 

@@ -108,7 +108,7 @@ def _items(node: ast.expr) -> tuple[str, list[str], str] | None:
     if isinstance(node, ast.Dict):
         return (
             "{",
-            [f"{expr(k)}: {expr(v)}" for k, v in zip(node.keys, node.values)],
+            [f"{expr(k)}: {expr(v)}" for k, v in zip(node.keys, node.values) if k],
             "}",
         )  # type: ignore[arg-type]
     return None

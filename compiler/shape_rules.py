@@ -9,6 +9,7 @@ cover a variant: then the shape is found by running the op on the meta device.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -228,8 +229,8 @@ def _conv_like(call: ShapeCall, n: int, transposed: bool) -> Value:
 
 
 for _n in (1, 2, 3):
-    RULES[f"Conv{_n}d"] = lambda call, n=_n: _conv_like(call, n, False)
-    RULES[f"ConvTranspose{_n}d"] = lambda call, n=_n: _conv_like(call, n, True)
+    RULES[f"Conv{_n}d"] = functools.partial(_conv_like, n=_n, transposed=False)
+    RULES[f"ConvTranspose{_n}d"] = functools.partial(_conv_like, n=_n, transposed=True)
 
 
 @_rule("Linear")
@@ -254,8 +255,12 @@ def _norm(call: ShapeCall, ranks: tuple[int, ...], arg: str) -> Value:
 
 
 for _n, _ranks in ((1, (2, 3)), (2, (4,)), (3, (5,))):
-    RULES[f"BatchNorm{_n}d"] = lambda call, r=_ranks: _norm(call, r, "num_features")
-    RULES[f"InstanceNorm{_n}d"] = lambda call, r=_ranks: _norm(call, r, "num_features")
+    RULES[f"BatchNorm{_n}d"] = functools.partial(
+        _norm, ranks=_ranks, arg="num_features"
+    )
+    RULES[f"InstanceNorm{_n}d"] = functools.partial(
+        _norm, ranks=_ranks, arg="num_features"
+    )
 RULES["SyncBatchNorm"] = lambda call: _norm(call, (2, 3, 4, 5), "num_features")
 RULES["GroupNorm"] = lambda call: _norm(call, (2, 3, 4, 5), "num_channels")
 
@@ -315,8 +320,8 @@ def _floordiv(sym: ast.expr | None, k: int) -> ast.expr | None:
 
 
 for _n in (1, 2, 3):
-    RULES[f"MaxPool{_n}d"] = lambda call, n=_n: _pool(call, n, True)
-    RULES[f"AvgPool{_n}d"] = lambda call, n=_n: _pool(call, n, False)
+    RULES[f"MaxPool{_n}d"] = functools.partial(_pool, n=_n, has_dilation=True)
+    RULES[f"AvgPool{_n}d"] = functools.partial(_pool, n=_n, has_dilation=False)
 
 
 def _adaptive_pool(call: ShapeCall, n: int) -> Value:
@@ -335,8 +340,8 @@ def _adaptive_pool(call: ShapeCall, n: int) -> Value:
 
 
 for _n in (1, 2, 3):
-    RULES[f"AdaptiveAvgPool{_n}d"] = lambda call, n=_n: _adaptive_pool(call, n)
-    RULES[f"AdaptiveMaxPool{_n}d"] = lambda call, n=_n: _adaptive_pool(call, n)
+    RULES[f"AdaptiveAvgPool{_n}d"] = functools.partial(_adaptive_pool, n=_n)
+    RULES[f"AdaptiveMaxPool{_n}d"] = functools.partial(_adaptive_pool, n=_n)
 
 
 def _flatten_shape(call: ShapeCall, start: int, end: int) -> Value:

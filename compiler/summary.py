@@ -14,7 +14,7 @@ which gives the row its spec name, op and line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -602,7 +602,7 @@ def _ref_names(call: Call) -> list[str]:
     return [str(r) for r in refs]
 
 
-def _trainable(params: list[torch.Tensor]) -> str | None:
+def _trainable(params: Sequence[torch.Tensor]) -> str | None:
     if not params:
         return None
     trains = [p.requires_grad for p in params]
@@ -611,7 +611,7 @@ def _trainable(params: list[torch.Tensor]) -> str | None:
     return "frozen" if not any(trains) else "partly frozen"
 
 
-def _bytes_by_dtype(tensors: list[torch.Tensor]) -> dict[str, int]:
+def _bytes_by_dtype(tensors: Sequence[torch.Tensor]) -> dict[str, int]:
     found: dict[str, int] = {}
     for t in tensors:
         name = str(t.dtype).removeprefix("torch.")

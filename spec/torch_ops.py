@@ -90,7 +90,7 @@ def constructor_signature(cls: type) -> inspect.Signature | None:
     if cls.__module__.startswith("torch.nn") and cls.__name__ in _SIGNATURES:
         return _SIGNATURES[cls.__name__]
     try:
-        sig = inspect.signature(cls.__init__)
+        sig = inspect.signature(cls.__init__)  # type: ignore[misc]
     except (TypeError, ValueError):
         return None
     return sig.replace(parameters=list(sig.parameters.values())[1:])

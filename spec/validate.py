@@ -170,7 +170,7 @@ def _pydantic_diagnostics(
                 isinstance(node, list) and isinstance(part, int) and part < len(node)
             ):
                 path.append(part)
-                node = node[part]
+                node = node[part]  # type: ignore[index]
         yield doc.diagnostic(tuple(path), f"{_where_words(tuple(path))}: {err['msg']}")
 
 

@@ -71,7 +71,13 @@ _POSITIONAL_NAMES = frozenset(
         "in1_features", "in2_features",
     }
 )  # fmt: skip
-_PY_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+_PY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "str": str,
+    "list": list,
+}
 
 
 @dataclass

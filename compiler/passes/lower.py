@@ -347,11 +347,12 @@ class _Lowering:
             ref = self.parse_ref(raw, path, defined, {})
             return Outputs("single", [ref] if ref else [], path=path)
         if isinstance(raw, list):
-            refs = [
+            found = [
                 self.parse_ref(r, (*path, i), defined, {}) for i, r in enumerate(raw)
             ]
-            return Outputs("tuple", [r for r in refs if r], path=path)
-        keys, refs = [], []
+            return Outputs("tuple", [r for r in found if r], path=path)
+        keys: list[str] = []
+        refs: list[Ref] = []
         for key, value in raw.items():
             ref = self.parse_ref(value, (*path, key), defined, {})
             if ref:
