@@ -78,7 +78,7 @@ def from_meta(result: Any, like: TensorValue | None) -> Value:
         batch = next((k for k, n in enumerate(shape) if n == BATCH), None)
         return TensorValue.make(shape, result.dtype, batch_dim=batch)
     if isinstance(result, (tuple, list)):
-        return TupleValue(tuple(from_meta(r, like) for r in result))  # type: ignore[arg-type]
+        return TupleValue(tuple(from_meta(r, like) for r in result))
     if result is None:
         return None  # type: ignore[return-value]
     raise MetaError(f"returns {type(result).__name__}, not tensors")

@@ -110,7 +110,7 @@ def _items(node: ast.expr) -> tuple[str, list[str], str] | None:
             "{",
             [f"{expr(k)}: {expr(v)}" for k, v in zip(node.keys, node.values) if k],
             "}",
-        )  # type: ignore[arg-type]
+        )
     return None
 
 
