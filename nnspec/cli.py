@@ -25,6 +25,7 @@ EXIT_SPEC_ERROR = 2
 # Each register function adds its arguments and sets `handler` (args -> exit status).
 SUBCOMMANDS: dict[str, str] = {
     "compile": "nnspec.cli:register_compile",
+    "train": "nnspec.runtime.cli:register_train",
 }
 
 
@@ -170,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     helps = {
         "compile": "compile a spec to PyTorch source (same as compile-model)",
+        "train": "train the model as the spec's train: section says",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")
