@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..cli import UsageError, add_spec_arguments, parse_params
+from ..spec.yaml_source import parse_value
 from .errors import TrainError
 
 __all__ = ["parse_overrides", "register_train", "train_command"]
@@ -19,7 +20,8 @@ EXIT_INTERRUPTED = 130
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["optimizer.lr=0.01", "epochs=2"]`` -> ``{"optimizer.lr": 0.01, "epochs": 2}``;
-    values are read as YAML (``compile={mode: max-autotune}`` gives a mapping)."""
+    values are read as YAML, as in a spec (``1e-3`` is a number,
+    ``compile={mode: max-autotune}`` a mapping)."""
     overrides: dict[str, Any] = {}
     for item in items or ():
         key, sep, text = item.partition("=")
@@ -29,7 +31,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if key.startswith("train."):
             key = key[len("train.") :]
         try:
-            overrides[key] = yaml.safe_load(text) if text.strip() else ""
+            overrides[key] = parse_value(text) if text.strip() else ""
         except yaml.YAMLError:
             overrides[key] = text
     return overrides
