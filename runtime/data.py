@@ -119,6 +119,10 @@ class Batches:
                 {k: v.to(device) for k, v in samples.arrays.items()}
             )
         self.samples = samples
+        # In-memory samples held on the GPU are gathered there, without copies.
+        self.resident = isinstance(samples, TensorSamples) and (
+            device.type == "cpu" or next(iter(samples.arrays.values())).is_cuda
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -154,17 +158,20 @@ class Batches:
         yield from zip(self._fetch(index, -1), counts)
 
     def _fetch(self, index: list[Tensor], epoch: int) -> Iterator[Batch]:
+        """The batches of the given sample indices (one tensor of indices each)."""
         samples = self.samples
         if isinstance(samples, TensorSamples):
-            for idx in index:
-                if samples.arrays and next(iter(samples.arrays.values())).is_cuda:
-                    idx = idx.to(self.device, non_blocking=True)
+            if self.resident:
+                # All of the epoch's indices go to the device at once.
+                rows = torch.stack(index).to(self.device) if index else []
+                for idx in rows:
                     yield {k: v.index_select(0, idx) for k, v in samples.arrays.items()}
-                else:
-                    yield self._to_device(
-                        {k: v.index_select(0, idx) for k, v in samples.arrays.items()},
-                        pin=self.pin,
-                    )
+            else:
+                for idx in index:
+                    batch = {
+                        k: v.index_select(0, idx) for k, v in samples.arrays.items()
+                    }
+                    yield self._to_device(batch, pin=self.pin)
             return
         # A private generator: DataLoader draws its base seed from it, not from the
         # global RNG, whose state a checkpoint restores.

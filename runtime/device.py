@@ -24,7 +24,8 @@ def prepare_device(device: torch.device) -> None:
     """Select a CUDA device and let float32 matmuls and convolutions use TF32."""
     if device.type != "cuda":
         return
-    torch.cuda.set_device(device)
+    if device.index is not None:
+        torch.cuda.set_device(device)
     matmul = torch.backends.cuda.matmul
     if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
         matmul.fp32_precision = "tf32"

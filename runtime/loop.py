@@ -450,6 +450,9 @@ class Trainer:
             checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["step"]
         )
         self.best = checkpoint["best"]
+        if self.best is not None and self.best["step"] == self.position.step:
+            # The run may have been killed between writing last.pt and copying it.
+            copy_checkpoint(self.run.last, self.run.best)
         self.window.restore(checkpoint["window"])
         self._saved_step = self.position.step
         self.run.keep_metrics_until(self.position.step)

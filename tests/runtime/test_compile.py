@@ -96,8 +96,16 @@ def test_inductor_trains_like_eager(tiny_spec, tmp_path: Path) -> None:
     spec = tiny_spec(train="", model=LINEAR)
     fit(spec, tmp_path / "eager")
     fit(spec, tmp_path / "inductor", compile=True)
-    eager, compiled = train_losses(tmp_path / "eager"), train_losses(tmp_path / "inductor")
+    eager, compiled = (
+        train_losses(tmp_path / "eager"),
+        train_losses(tmp_path / "inductor"),
+    )
     assert list(compiled) == [1, 2, 3]
     assert list(compiled.values()) == pytest.approx(list(eager.values()), rel=1e-4)
     saved = load_checkpoint(tmp_path / "inductor" / "checkpoints" / "last.pt")
-    assert list(saved["model"]) == ["hidden.weight", "hidden.bias", "head.weight", "head.bias"]
+    assert list(saved["model"]) == [
+        "hidden.weight",
+        "hidden.bias",
+        "head.weight",
+        "head.bias",
+    ]

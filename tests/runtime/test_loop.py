@@ -347,3 +347,16 @@ def test_plain_lines_without_a_terminal_and_a_bar_with_one(
     assert "step 1/2" not in captured.out  # the bar replaces the lines
     assert "epoch 1/1" in captured.err and "2/2" in captured.err
     assert "loss=" in captured.err and "samples_s=" in captured.err
+
+
+def test_resume_completes_a_best_checkpoint_cut_short(
+    tiny_spec, tmp_path: Path
+) -> None:
+    spec = tiny_spec()
+    out = tmp_path / "run"
+    fit(spec, out, steps=11)  # one validation, at step 11: the best so far
+    best = out / "checkpoints" / "best.pt"
+    assert load_checkpoint(best)["step"] == 11
+    best.unlink()  # as if killed between writing last.pt and copying it
+    result = Trainer(spec, out, resume=True, progress=False).fit()
+    assert load_checkpoint(best)["step"] == result.best["step"]

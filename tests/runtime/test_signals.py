@@ -46,7 +46,9 @@ def wait_for_progress(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             stdout, stderr = process.communicate()
-            pytest.fail(f"the run ended early ({process.returncode}):\n{stdout}{stderr}")
+            pytest.fail(
+                f"the run ended early ({process.returncode}):\n{stdout}{stderr}"
+            )
         if logged_steps(out) >= lines and (out / "checkpoints" / "last.pt").exists():
             return
         time.sleep(0.02)
