@@ -156,7 +156,7 @@ class Trainer:
 
         # Start at step 0, or where the checkpoint left off.
         self.position = _Position()
-        self.window = _Window(self.device, len(s.losses))
+        self.window = _Window(self.device, len(s.losses), capacity=t.log_every)
         self.best: dict[str, Any] | None = None
         self.last_validation: dict[str, Any] | None = None
         if checkpoint is not None:
@@ -270,17 +270,17 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------
 
-    def _train_step(self, group: list[Batch]) -> tuple[Tensor, Tensor]:
+    def _train_step(self, group: list[Batch]) -> tuple[Tensor, Tensor | None]:
         """Forward, backward and update over `accumulate` batches; no host sync.
-        Returns the mean loss and the mean of each term, on the device."""
+        Returns the loss and (with several terms) each term, on the device."""
         t = self.settings.train
-        total, terms = [], []
+        losses, terms = [], []
         for batch in group:
             with autocast(self.device, t.precision):
                 outputs = self._forward(batch)
                 loss, parts = self._loss(outputs, batch)
-            self.scaler.scale(loss / len(group)).backward()
-            total.append(loss.detach())
+            self.scaler.scale(loss if len(group) == 1 else loss / len(group)).backward()
+            losses.append(loss.detach())
             terms.append(parts)
         if t.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
@@ -290,7 +290,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self._steps_per("step"):
             self.scheduler.step()
-        return torch.stack(total).mean(), torch.stack(terms).mean(dim=0)
+        if len(group) == 1:
+            return losses[0], terms[0]
+        mean_terms = None if terms[0] is None else torch.stack(terms).mean(dim=0)
+        return torch.stack(losses).mean(), mean_terms
 
     def _forward(self, batch: Batch) -> dict[str, Tensor]:
         """The model's outputs by name, whatever forward returns."""
@@ -301,15 +304,22 @@ class Trainer:
             return dict(zip(self.outputs, out))
         return {self.outputs[0]: out}
 
-    def _loss(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
-        """The weighted sum of the loss terms (float32), and the terms (detached)."""
+    def _loss(
+        self, outputs: dict[str, Tensor], batch: Batch
+    ) -> tuple[Tensor, Tensor | None]:
+        """The weighted sum of the loss terms (float32), and with several terms
+        the terms themselves (detached)."""
         losses = self.settings.losses
         values = [
             term.module(outputs[term.output], batch[term.target]) for term in losses
         ]
+        if len(losses) == 1 and losses[0].weight == 1.0:
+            return values[0].float(), None
         total = losses[0].weight * values[0].float()
         for term, value in zip(losses[1:], values[1:]):
             total = total + term.weight * value.float()
+        if len(losses) == 1:
+            return total, None
         return total, torch.stack([v.detach().float() for v in values])
 
     def _steps_per(self, interval: str) -> bool:
@@ -384,7 +394,8 @@ class Trainer:
                 batch = {k: v[:real] for k, v in batch.items()}
                 loss, terms = self._loss(outputs, batch)
             loss_sum += loss * real
-            terms_sum += terms * real
+            if terms is not None:
+                terms_sum += terms * real
             for i, m in enumerate(s.metrics):
                 score, count = m.metric.score(outputs[m.output], batch[m.target])
                 scores[i] += score
@@ -578,36 +589,41 @@ class Trainer:
 
 
 class _Window:
-    """The loss summed on the device since the last logged step, and where it first
-    became NaN or infinite. Adding to it never waits for the device."""
+    """The losses of the steps since the last logged one, kept on the device: one
+    copy per step, no host sync. Reading it (every log_every steps, and before
+    validations and checkpoints) is where a NaN or infinite loss is found, and the
+    step it first appeared at."""
 
-    def __init__(self, device: torch.device, terms: int) -> None:
+    def __init__(self, device: torch.device, terms: int, capacity: int) -> None:
         self.device = device
         self.terms = terms
-        self.loss = torch.zeros((), device=device)
-        self.parts = torch.zeros(terms, device=device)
+        self.losses = torch.zeros(capacity, device=device)
+        self.parts = torch.zeros(capacity, terms, device=device) if terms > 1 else None
+        self.first_step = 1  # the step of losses[0]
         self.steps = 0
         self.samples = 0
-        self.bad_step = torch.zeros((), dtype=torch.long, device=device)
-        self.bad_value = torch.zeros((), device=device)
         self.started = time.perf_counter()
         self.paused_for = 0.0
 
-    def add(self, loss: Tensor, parts: Tensor, step: int, samples: int) -> None:
-        new_bad = ~torch.isfinite(loss) & (self.bad_step == 0)
-        self.bad_step = torch.where(new_bad, step, self.bad_step)
-        self.bad_value = torch.where(new_bad, loss, self.bad_value)
-        self.loss += loss
-        self.parts += parts
+    def add(self, loss: Tensor, parts: Tensor | None, step: int, samples: int) -> None:
+        if self.steps == 0:
+            self.first_step = step
+        self.losses[self.steps] = loss
+        if self.parts is not None:
+            self.parts[self.steps] = parts
         self.steps += 1
         self.samples += samples
 
     def check_finite(self, run: RunDir, saved_step: int | None) -> None:
         """Raise NonFiniteLossError if the loss was NaN or infinite at some step."""
-        bad = int(self.bad_step.item())
-        if not bad:
+        if not self.steps:
             return
-        value = float(self.bad_value.item())
+        losses = self.losses[: self.steps]
+        bad = (~torch.isfinite(losses)).nonzero()  # a host sync
+        if not len(bad):
+            return
+        index = int(bad[0])
+        step, value = self.first_step + index, float(losses[index])
         kept = (
             f"the last good checkpoint is {run.last} (step {saved_step})"
             if saved_step is not None
@@ -618,16 +634,19 @@ class _Window:
             )
         )
         raise NonFiniteLossError(
-            f"the loss became {value} at step {bad}; training stopped and {kept}. "
+            f"the loss became {value} at step {step}; training stopped and {kept}. "
             "Lower the learning rate, clip gradients (grad_clip), or check the data",
-            bad,
+            step,
         )
 
     def read(
         self, *, step: int, epoch: int, lr: float, names: list[str]
     ) -> dict[str, Any]:
         """The logged record of the window (a host sync), then an empty window."""
-        values = (torch.cat([self.loss.view(1), self.parts]) / self.steps).tolist()
+        means = [self.losses[: self.steps].mean()]
+        if self.parts is not None:
+            means += list(self.parts[: self.steps].mean(dim=0))
+        values = torch.stack(means).tolist()
         elapsed = time.perf_counter() - self.started - self.paused_for
         record: dict[str, Any] = {
             "step": step,
@@ -636,11 +655,8 @@ class _Window:
             "lr": lr,
             "samples_per_s": self.samples / max(elapsed, 1e-9),
         }
-        if self.terms > 1:
-            for name, value in zip(names, values[1:]):
-                record[f"loss_{name}"] = value
-        self.loss.zero_()
-        self.parts.zero_()
+        for name, value in zip(names, values[1:]):
+            record[f"loss_{name}"] = value
         self.steps = self.samples = 0
         self.started, self.paused_for = time.perf_counter(), 0.0
         return record
@@ -655,16 +671,26 @@ class _Window:
             self.paused_for += time.perf_counter() - begin
 
     def state(self) -> dict[str, Any]:
+        """The window's step losses, for a checkpoint: a resumed run logs the same
+        means as an uninterrupted one."""
         return {
-            "loss": self.loss.item(),
-            "parts": self.parts.tolist(),
-            "steps": self.steps,
+            "first_step": self.first_step,
+            "losses": self.losses[: self.steps].clone(),
+            "parts": None if self.parts is None else self.parts[: self.steps].clone(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.loss.fill_(state["loss"])
-        self.parts.copy_(torch.tensor(state["parts"], dtype=self.parts.dtype))
-        self.steps = state["steps"]
+        steps = len(state["losses"])
+        if steps + 1 > len(self.losses):  # log_every may be smaller now
+            self.losses = torch.zeros(steps + len(self.losses), device=self.device)
+            if self.parts is not None:
+                self.parts = torch.zeros(
+                    len(self.losses), self.terms, device=self.device
+                )
+        self.losses[:steps] = state["losses"]
+        if self.parts is not None and state["parts"] is not None:
+            self.parts[:steps] = state["parts"]
+        self.first_step, self.steps = state["first_step"], steps
 
 
 class _StopSignals:
