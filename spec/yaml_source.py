@@ -36,7 +36,6 @@ MAX_NODES = 500_000
 MAX_DEPTH = 64
 
 
-
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """The safe loader, reading ``1e-3`` as a number as YAML 1.2 does (YAML 1.1,
     PyYAML's default, reads a float without a dot as a string)."""
