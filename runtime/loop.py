@@ -243,6 +243,8 @@ class Trainer:
         if self.window.steps and step > start_step:  # steps since the last log line
             self.log.train(self._read_window(epoch, step))
         if stop.requested:
+            if self._saved_step != position.step:  # asked before the first step
+                self._save(improved=False)
             self.log.message(
                 f"stopped by {stop.requested} at step {position.step}: saved "
                 f"{self.run.last}; continue with --resume"
