@@ -190,9 +190,11 @@ class Batches:
                     "the dataset's items must be mappings of name -> tensor, "
                     f"received {type(batch).__name__} batches"
                 )
-            yield self._to_device(
-                {k: batch[k].to(dtype=d) for k, d in samples.dtypes.items()}, pin=False
-            )
+            # Copied from the loader's pinned memory, cast on the device.
+            yield {
+                k: batch[k].to(self.device, dtype=d, non_blocking=True)
+                for k, d in samples.dtypes.items()
+            }
 
     def _to_device(self, batch: Batch, *, pin: bool) -> Batch:
         if self.device.type == "cpu":

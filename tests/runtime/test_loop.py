@@ -360,3 +360,29 @@ def test_resume_completes_a_best_checkpoint_cut_short(
     best.unlink()  # as if killed between writing last.pt and copying it
     result = Trainer(spec, out, resume=True, progress=False).fit()
     assert load_checkpoint(best)["step"] == result.best["step"]
+
+
+def test_a_dataset_with_workers_resumes_exactly(tiny_spec, tmp_path: Path) -> None:
+    train = (
+        "train:\n"
+        "  data:\n"
+        "    source: 'tests.runtime.data_functions:as_dataset'\n"
+        "    batch_size: 8\n"
+        "    workers: 1\n"
+        "  loss: {logits: {op: CrossEntropyLoss, target: label}}\n"
+        "  metrics: {logits: [accuracy]}\n"
+        "  steps: 8\n"
+        "  log_every: 1\n"
+    )
+    spec = tiny_spec(train)
+
+    def run(out: Path, **kwargs: object):
+        return Trainer(
+            spec, out, allow_imports=["tests"], progress=False, **kwargs
+        ).fit()
+
+    straight = run(tmp_path / "straight")
+    assert straight.last_validation is not None  # the function's validation set
+    run(tmp_path / "stopped", overrides={"steps": 3})  # 5 steps per epoch: mid-epoch
+    run(tmp_path / "stopped", resume=True)
+    assert train_losses(tmp_path / "stopped") == train_losses(tmp_path / "straight")
