@@ -386,3 +386,29 @@ def test_a_dataset_with_workers_resumes_exactly(tiny_spec, tmp_path: Path) -> No
     run(tmp_path / "stopped", overrides={"steps": 3})  # 5 steps per epoch: mid-epoch
     run(tmp_path / "stopped", resume=True)
     assert train_losses(tmp_path / "stopped") == train_losses(tmp_path / "straight")
+
+
+def test_validation_and_checkpoints_follow_their_intervals(
+    tiny_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nnspec.runtime import loop
+
+    saved_steps: list[int] = []
+    real_save = loop.save_checkpoint
+
+    def recording_save(state: dict, path: Path) -> None:
+        saved_steps.append(state["step"])
+        real_save(state, path)
+
+    monkeypatch.setattr(loop, "save_checkpoint", recording_save)
+    spec = tiny_spec(TINY_TRAIN + "  val_every: 4\n  checkpoint_every: 5\n")
+    fit(spec, tmp_path / "run")
+    vals = [r for r in records(tmp_path / "run") if "val_loss" in r]
+    assert [r["step"] for r in vals] == [4, 8, 11, 12]  # every 4, epoch end, end
+    improved, best = set(), float("inf")
+    for r in vals:
+        if r["val_loss"] < best:
+            improved.add(r["step"])
+            best = r["val_loss"]
+    # Every 5 steps, the epoch end, the end, and each new best val_loss.
+    assert saved_steps == sorted({5, 10, 11, 12} | improved)
