@@ -62,17 +62,16 @@ def test_sigkill_at_any_moment_then_resume(tiny_spec, tmp_path: Path) -> None:
         TINY_TRAIN.replace("steps: 12", "steps: 150") + "  checkpoint_every: 1\n"
     )
     out = tmp_path / "killed"
-    progress = 10
     for _ in range(2):
         process = start(spec, out, "--resume")
-        wait_for_progress(process, out, progress)
-        time.sleep(random.uniform(0.0, 0.3))
+        # A random step (5 to 30 lines on), and a random moment within it.
+        wait_for_progress(process, out, logged_steps(out) + random.randint(5, 30))
+        time.sleep(random.uniform(0.0, 0.02))
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
         saved = load_checkpoint(out / "checkpoints" / "last.pt")  # never half-written
         assert all(torch.isfinite(v).all() for v in saved["model"].values())
-        progress = logged_steps(out) + 10
 
     result = Trainer(spec, out, resume=True, progress=False).fit()
     assert result.step == 150
