@@ -313,10 +313,10 @@ def test_a_loss_that_cannot_take_its_target_is_a_spec_error(tmp_path: Path) -> N
     )
 
 
-def test_a_batch_larger_than_the_data_is_a_spec_error(tiny_spec) -> None:
+def test_a_batch_larger_than_the_data_is_a_spec_error(tiny_spec, tmp_path) -> None:
     spec = tiny_spec(TINY_TRAIN.replace("batch_size: 8", "batch_size: 128"))
     with pytest.raises(nnspec.SpecError) as info:
-        Trainer(spec, progress=False).fit()
+        Trainer(spec, tmp_path / "run", progress=False).fit()
     assert (info.value.line, info.value.column) == (16, 17)
     assert info.value.message == (
         "a step takes batch_size x accumulate = 128 samples, but there are 90 "
