@@ -10,15 +10,17 @@ import types
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .compiler import CompiledModel, compile_document
 from .compiler.summary import ModelSummary, summarize
-from .runtime.weights import LoadReport, WeightsError, load_weights
 from .spec import parse_yaml
 from .spec.derive import derive, read_spec_file
+
+if TYPE_CHECKING:
+    from .runtime.weights import LoadReport
 
 __all__ = ["Spec", "load", "loads"]
 
@@ -95,6 +97,8 @@ class Spec:
         else:
             with torch.device(device):
                 model = cls()
+        from .runtime.weights import load_weights
+
         self.load_reports: list[LoadReport] = []
         if torch.device(device or "cpu").type != "meta":
             for module_path, spec_weights, where in self.compiled.weights:
@@ -110,6 +114,8 @@ class Spec:
     def _load_spec_weights(
         self, model: torch.nn.Module, module_path: str, spec_weights: Any, where: tuple
     ) -> LoadReport:
+        from .runtime.weights import WeightsError, load_weights
+
         document = self.compiled.document
         file = document.origin(where)[0]
         path = os.path.join(os.path.dirname(file), spec_weights.path)

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "summary": "nnspec.views:register_summary",
     "graph": "nnspec.views:register_graph",
     "profile": "nnspec.views:register_profile",
+    "train": "nnspec.runtime.cli:register_train",
 }
 
 
@@ -176,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": "a table of the nodes: shapes, parameters, FLOPs, memory",
         "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
         "profile": "profile training steps with torch.profiler",
+        "train": "train the model as the spec's train: section says",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")

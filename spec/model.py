@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .train import TrainSpec
+
 __all__ = [
     "DTYPES",
     "BlockParam",
@@ -184,8 +186,8 @@ class SpecModel(_Strict):
         default_factory=list,
         description="Node-name globs whose parameters do not train.",
     )
-    train: dict[str, Any] | None = Field(
-        None, description="Settings for the training runtime."
+    train: TrainSpec | None = Field(
+        None, description="How the model trains: read by `nnspec train`."
     )
     weights: WeightsSpec | None = Field(
         None, description="Pretrained weights loaded when the model is built."

@@ -69,6 +69,8 @@ def _expected(schema: dict[str, Any]) -> str:
         types = [types]
     if types:
         return " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+    if "$ref" in schema:
+        return "a mapping"  # every $ref of the schema names a model: a mapping
     return "another value"
 
 
@@ -130,7 +132,19 @@ def _message(error: jsonschema.ValidationError, doc: Document) -> Diagnostic:
             path,
             f"{where}: expected at least {error.validator_value}, received {value!r}",
         )
-    if validator == "minItems":
+    if validator == "maximum":
+        return doc.diagnostic(
+            path,
+            f"{where}: expected at most {error.validator_value}, received {value!r}",
+        )
+    if validator in ("exclusiveMinimum", "exclusiveMaximum"):
+        side = "more" if validator == "exclusiveMinimum" else "less"
+        return doc.diagnostic(
+            path,
+            f"{where}: expected {side} than {error.validator_value}, "
+            f"received {value!r}",
+        )
+    if validator in ("minItems", "minProperties"):
         return doc.diagnostic(path, f"{where}: must not be empty")
     if validator == "minLength":
         return doc.diagnostic(path, f"{where}: must not be empty")

@@ -8,6 +8,7 @@ cannot blow up into a huge one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_NODES",
     "Document",
     "Path",
+    "parse_value",
     "parse_yaml",
 ]
 
@@ -33,7 +35,22 @@ MAX_NODES = 500_000
 #: Deepest nesting of lists and mappings.
 MAX_DEPTH = 64
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, reading ``1e-3`` as a number as YAML 1.2 does (YAML 1.1,
+    PyYAML's default, reads a float without a dot as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_value(text: str) -> Any:
+    """One YAML value read as a spec reads it (for command-line overrides)."""
+    return yaml.load(text, Loader=_Loader)  # a safe loader: plain data only
 
 
 @dataclass

@@ -41,6 +41,24 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
+class DigitsNet(nn.Module):
+    """examples/digits.yaml: a LeNet-style classifier for 8x8 digits."""
+
+    def __init__(self, classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width * 2, 3, padding=1)
+        self.fc1 = nn.Linear(width * 2 * 4 * 4, 128)
+        self.dropout = nn.Dropout(0.25)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(image))))
+        x = torch.flatten(torch.max_pool2d(x, 2), 1)
+        x = self.dropout(torch.relu(self.fc1(x)))
+        return {"logits": self.fc2(x)}
+
+
 class AlexNet(nn.Module):
     """examples/alexnet.yaml: torchvision's AlexNet layout."""
 

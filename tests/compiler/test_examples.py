@@ -23,6 +23,7 @@ from tests.conftest import EXAMPLES
 # example -> (hand-written model, spec params, hand-written kwargs, input shapes)
 CASES: dict[str, tuple[Callable[..., nn.Module], dict, dict, list[tuple[int, ...]]]] = {
     "lenet": (handwritten.LeNet, {}, {}, [(4, 3, 32, 32)]),
+    "digits": (handwritten.DigitsNet, {}, {}, [(4, 1, 8, 8)]),
     "alexnet": (handwritten.AlexNet, {}, {}, [(1, 3, 224, 224)]),
     # Another size than the declared [3, 64, 64]: the generated U-Net is not tied to it.
     "unet": (handwritten.UNet, {}, {}, [(1, 3, 48, 80)]),

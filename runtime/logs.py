@@ -1,0 +1,137 @@
+"""What a run reports: metrics.jsonl, TensorBoard scalars, and the terminal.
+
+On a terminal a progress bar shows the epoch, step, loss and samples/s; otherwise
+(a log file, CI) the same appears as plain lines every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+from .rundir import RunDir
+
+__all__ = ["RunLog", "format_record"]
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """A record as one readable line: ``step 50  loss 0.4123  lr 1e-03 ...``."""
+    parts = []
+    for key, value in record.items():
+        if key in ("epoch", "step"):
+            continue
+        if key == "samples_per_s":
+            parts.append(f"{value:,.0f} samples/s")
+        elif key == "lr":
+            parts.append(f"lr {value:.3g}")
+        elif isinstance(value, float):
+            parts.append(f"{key} {value:.4f}")
+        else:
+            parts.append(f"{key} {value}")
+    return "  ".join(parts)
+
+
+class RunLog:
+    """Writes records to metrics.jsonl and TensorBoard, and shows progress."""
+
+    def __init__(
+        self,
+        run: RunDir,
+        *,
+        start_step: int,
+        total_steps: int,
+        epochs: int,
+        progress: bool,
+    ) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.epochs = epochs
+        self.total_steps = total_steps
+        # Line-buffered: each record reaches the file as it is logged.
+        self.file = open(run.metrics, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        # purge_step hides the events a killed run wrote after its last checkpoint.
+        self.writer = SummaryWriter(
+            str(run.root), purge_step=start_step + 1 if start_step else None
+        )
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+
+    def epoch(self, epoch: int) -> None:
+        """A new epoch (1-based) begins."""
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+
+    def advance(self) -> None:
+        """One optimizer step done (no host sync: the bar only counts)."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def train(self, record: dict[str, Any]) -> None:
+        """A logged step: step, epoch, loss, lr, samples_per_s, loss_<output>..."""
+        self._write(record)
+        step = record["step"]
+        for key, value in record.items():
+            if key not in ("step", "epoch"):
+                self.writer.add_scalar(f"train/{key}", value, step)
+        if self.bar is not None:
+            self.bar.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                samples_s=f"{record['samples_per_s']:,.0f}",
+                refresh=False,
+            )
+        else:
+            self.message(self._prefix(record) + format_record(record))
+
+    def val(self, record: dict[str, Any], *, best: bool) -> None:
+        """A validation: step, epoch, val_loss, val_<metric>..."""
+        self._write(record)
+        for key, value in record.items():
+            if key.startswith("val_"):
+                self.writer.add_scalar(f"val/{key[4:]}", value, record["step"])
+        self.message(
+            self._prefix(record) + format_record(record) + ("  (best)" if best else "")
+        )
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, flush=True)
+
+    def flush(self) -> None:
+        """Make everything logged so far durable (called before each checkpoint)."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()
+        self.file.close()
+
+    def _prefix(self, record: dict[str, Any]) -> str:
+        width = len(str(self.total_steps))
+        return (
+            f"epoch {record['epoch']}/{self.epochs}  "
+            f"step {record['step']:>{width}}/{self.total_steps}  "
+        )
+
+    def _write(self, record: dict[str, Any]) -> None:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
+        self.file.write(json.dumps(clean) + "\n")

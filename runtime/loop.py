@@ -1,0 +1,737 @@
+"""The training loop. ``Trainer.fit`` is the whole run; read it top to bottom.
+
+Per step the loop reads nothing back from the device: losses are summed on the
+device and read every ``log_every`` steps, at validations and checkpoints, which
+is also where a NaN or infinite loss is noticed (and named by its step).
+
+A checkpoint holds the position inside the epoch, and each epoch's sample order
+is a function of (seed, epoch), so a resumed run skips straight to where it was
+and goes on exactly as an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from nnspec import __version__
+from nnspec.api import Spec, load
+
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    check_resumable,
+    copy_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    spec_hash,
+)
+from .data import Batch, Batches, Split, load_split
+from .device import (
+    autocast,
+    compile_errors,
+    compile_failure,
+    compile_model,
+    make_scaler,
+    prepare_device,
+)
+from .errors import NonFiniteLossError
+from .logs import RunLog
+from .rundir import RunDir
+from .settings import ELEMENTWISE_LOSSES, Settings, output_names, resolve_settings
+
+__all__ = ["FitResult", "Trainer"]
+
+
+@dataclass
+class FitResult:
+    """How a run ended: ``completed`` or ``interrupted`` (Ctrl-C, SIGTERM)."""
+
+    status: str
+    step: int
+    epoch: int
+    run_dir: Path
+    best: dict[str, Any] | None
+    last_validation: dict[str, Any] | None
+
+
+@dataclass
+class _Plan:
+    steps_per_epoch: int  # optimizer steps in one pass over the training data
+    max_steps: int  # where the run stops: epochs or steps, whichever comes first
+    epochs: int  # epochs begun by then
+
+
+@dataclass
+class _Position:
+    epoch: int = 0  # epochs completed
+    epoch_step: int = 0  # optimizer steps done in the current epoch
+    step: int = 0  # optimizer steps done in all
+
+
+class Trainer:
+    """Trains the model of a spec as its ``train:`` section says.
+
+    ``spec`` is a path or a loaded ``nnspec.Spec``; ``out_dir`` defaults to
+    ``runs/<spec stem>``. ``overrides`` replace keys of the train section
+    (``{"optimizer.lr": 0.01}``). ``resume`` continues from the run's last
+    checkpoint; ``overwrite`` starts over in a directory that holds a run.
+    ``progress`` shows a bar (default: when standard error is a terminal).
+    """
+
+    def __init__(
+        self,
+        spec: Spec | str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        allow_imports: Iterable[str] = (),
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool | None = None,
+    ) -> None:
+        if not isinstance(spec, Spec):
+            spec = load(spec, params, allow_imports=allow_imports)
+        elif params:
+            raise ValueError("params go to nnspec.load; this spec is already built")
+        self.spec = spec
+        self.settings: Settings = resolve_settings(spec, overrides)
+        self.allow_imports = frozenset(allow_imports)
+        stem = Path(spec.path).stem if not spec.path.startswith("<") else spec.name
+        self.run = RunDir(Path(out_dir) if out_dir is not None else Path("runs") / stem)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.device = self.settings.device
+        self.outputs = output_names(spec)
+        self.inputs = list(spec.compiled.model.inputs)
+        self.spec_hash = spec_hash(spec)
+        self._saved_step: int | None = None  # the step of the newest checkpoint
+
+    # -- the run ---------------------------------------------------------------------
+
+    def fit(self) -> FitResult:
+        """Train until the planned step, or until Ctrl-C; returns how the run ended."""
+        s, t = self.settings, self.settings.train
+        checkpoint = self._open_run_dir()
+
+        # Seeds, device, data.
+        torch.manual_seed(t.seed)
+        random.seed(t.seed)
+        prepare_device(self.device)
+        split = load_split(s, self.allow_imports)
+        batches = partial(Batches, batch_size=t.data.batch_size, device=self.device)
+        self.train_data = batches(split.train, workers=t.data.workers, seed=t.seed)
+        self.val_data = None
+        if split.val is not None:
+            self.val_data = batches(split.val, workers=t.data.workers, seed=t.seed)
+        self.plan = self._plan(self.train_data)
+
+        # Model, optimizer, schedule, losses.
+        self.model = self.spec.build().to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = s.optimizer(self.params, **s.optimizer_args)
+        self.scheduler = self._make_scheduler()
+        self.scaler = make_scaler(self.device, t.precision)
+        for term in s.losses:
+            term.module.to(self.device)
+        self._check_losses()
+
+        # Start at step 0, or where the checkpoint left off.
+        self.position = _Position()
+        self.window = _Window(self.device, len(s.losses), capacity=t.log_every)
+        self.best: dict[str, Any] | None = None
+        self.last_validation: dict[str, Any] | None = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        if s.compile is not None:
+            compile_model(self.model, s.compile)
+
+        self.log = RunLog(
+            self.run,
+            start_step=self.position.step,
+            total_steps=self.plan.max_steps,
+            epochs=self.plan.epochs,
+            progress=self.progress,
+        )
+        self.log.message(self._describe(split, resumed=checkpoint is not None))
+        try:
+            with _StopSignals() as stop:
+                self._train(stop)
+        except compile_errors() as exc:
+            if s.compile is None:
+                raise
+            raise compile_failure(exc, s.compile) from exc
+        finally:
+            self.log.close()
+        return self._result(stop)
+
+    def _train(self, stop: _StopSignals) -> None:
+        """The loop: one optimizer step at a time, until the planned step or a stop."""
+        t, plan, position = self.settings.train, self.plan, self.position
+        samples_per_step = t.data.batch_size * t.accumulate
+        start_step = step = position.step
+        epoch = position.epoch + 1  # 1-based, as shown
+        batches = None
+        self.model.train()
+        while position.step < plan.max_steps and not stop.requested:
+            if batches is None:  # a new epoch, or the rest of the one resumed
+                batches = self.train_data.epoch(
+                    position.epoch,
+                    shuffle=t.data.shuffle,
+                    start=position.epoch_step * t.accumulate,
+                )
+                self.log.epoch(position.epoch + 1)
+            epoch = position.epoch + 1
+
+            # One optimizer step over `accumulate` batches.
+            group = [next(batches) for _ in range(t.accumulate)]
+            loss, parts = self._train_step(group)
+            position.step += 1
+            position.epoch_step += 1
+            self.window.add(loss, parts, position.step, samples_per_step)
+            self.log.advance()
+
+            step = position.step
+            epoch_end = position.epoch_step == plan.steps_per_epoch
+            finished = step == plan.max_steps
+            if epoch_end:
+                position.epoch, position.epoch_step = position.epoch + 1, 0
+                batches.close()
+                batches = None
+
+            if step % t.log_every == 0:
+                self.log.train(self._read_window(epoch, step))
+            # Validate at each epoch end, every val_every steps and at the end.
+            improved = False
+            if self.val_data is not None and (
+                epoch_end or finished or _every(step, t.val_every)
+            ):
+                improved = self._validate(epoch, step)
+            if epoch_end:
+                self._epoch_schedule()
+            # Checkpoint at each epoch end, every checkpoint_every steps, on a new
+            # best, at the end, and when asked to stop.
+            if (
+                epoch_end
+                or finished
+                or improved
+                or stop.requested
+                or _every(step, t.checkpoint_every)
+            ):
+                self._save(improved)
+
+        if batches is not None:
+            batches.close()
+        if self.window.steps and step > start_step:  # steps since the last log line
+            self.log.train(self._read_window(epoch, step))
+        if stop.requested:
+            if self._saved_step != position.step:  # asked before the first step
+                self._save(improved=False)
+            self.log.message(
+                f"stopped by {stop.requested} at step {position.step}: saved "
+                f"{self.run.last}; continue with --resume"
+            )
+        elif step == start_step:
+            self.log.message(f"the run is at step {step} already: nothing to do")
+
+    def _result(self, stop: _StopSignals) -> FitResult:
+        if not stop.requested:
+            done = f"done at step {self.position.step}"
+            if self.best is not None:
+                done += (
+                    f"; best {self.best['monitor']} {self.best['value']:.4g} "
+                    f"at step {self.best['step']}"
+                )
+            print(f"{done}; checkpoints in {self.run.checkpoints}", flush=True)
+        return FitResult(
+            "interrupted" if stop.requested else "completed",
+            self.position.step,
+            self.position.epoch,
+            self.run.root,
+            self.best,
+            self.last_validation,
+        )
+
+    # -- one step --------------------------------------------------------------------
+
+    def _train_step(self, group: list[Batch]) -> tuple[Tensor, Tensor | None]:
+        """Forward, backward and update over `accumulate` batches; no host sync.
+        Returns the loss and (with several terms) each term, on the device."""
+        t = self.settings.train
+        losses, terms = [], []
+        for batch in group:
+            with autocast(self.device, t.precision):
+                outputs = self._forward(batch)
+                loss, parts = self._loss(outputs, batch)
+            self.scaler.scale(loss if len(group) == 1 else loss / len(group)).backward()
+            losses.append(loss.detach())
+            terms.append(parts)
+        if t.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+        self.scaler.step(self.optimizer)  # skipped when float16 gradients overflowed
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._steps_per("step"):
+            self.scheduler.step()
+        if len(group) == 1:
+            return losses[0], terms[0]
+        mean_terms = (
+            None
+            if terms[0] is None
+            else torch.stack([t for t in terms if t is not None]).mean(dim=0)
+        )
+        return torch.stack(losses).mean(), mean_terms
+
+    def _forward(self, batch: Batch) -> dict[str, Tensor]:
+        """The model's outputs by name, whatever forward returns."""
+        out = self.model(*[batch[name] for name in self.inputs])
+        if isinstance(out, dict):
+            return out
+        if isinstance(out, tuple):
+            return dict(zip(self.outputs, out))
+        return {self.outputs[0]: out}
+
+    def _loss(
+        self, outputs: dict[str, Tensor], batch: Batch
+    ) -> tuple[Tensor, Tensor | None]:
+        """The weighted sum of the loss terms (float32), and with several terms
+        the terms themselves (detached)."""
+        losses = self.settings.losses
+        values = [
+            term.module(outputs[term.output], batch[term.target]) for term in losses
+        ]
+        if len(losses) == 1 and losses[0].weight == 1.0:
+            return values[0].float(), None
+        total = losses[0].weight * values[0].float()
+        for term, value in zip(losses[1:], values[1:]):
+            total = total + term.weight * value.float()
+        if len(losses) == 1:
+            return total, None
+        return total, torch.stack([v.detach().float() for v in values])
+
+    def _steps_per(self, interval: str) -> bool:
+        """Whether the scheduler steps once per `interval` ("step" or "epoch")."""
+        spec = self.settings.train.scheduler
+        return (
+            spec is not None
+            and spec.interval == interval
+            and not isinstance(self.scheduler, ReduceLROnPlateau)
+        )
+
+    def _epoch_schedule(self) -> None:
+        if self._steps_per("epoch"):
+            self.scheduler.step()
+
+    def _read_window(self, epoch: int, step: int) -> dict[str, Any]:
+        self.window.check_finite(self.run, self._saved_step)
+        return self.window.read(
+            step=step,
+            epoch=epoch,
+            lr=self.optimizer.param_groups[0]["lr"],
+            names=[term.output for term in self.settings.losses],
+        )
+
+    # -- validation ------------------------------------------------------------------
+
+    def _validate(self, epoch: int, step: int) -> bool:
+        """Validate, log, track the best value; True if it improved."""
+        t = self.settings.train
+        self.window.check_finite(self.run, self._saved_step)
+        with self.window.paused():
+            record = self._evaluate(epoch, step)
+        value = record[t.monitor]
+        improved = math.isfinite(value) and (
+            self.best is None
+            or (
+                value > self.best["value"]
+                if self.settings.higher_is_better(t.monitor)
+                else value < self.best["value"]
+            )
+        )
+        if improved:
+            self.best = {"monitor": t.monitor, "value": value, "step": step}
+        self.log.val(record, best=improved)
+        self.last_validation = record
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(value)
+        return improved
+
+    @torch.no_grad()
+    def _evaluate(self, epoch: int, step: int) -> dict[str, Any]:
+        """Loss and metrics over every validation sample, read back once."""
+        s = self.settings
+        data = self.val_data
+        assert data is not None  # only called when the run validates
+        batch_dims = {name: (v.batch_dim or 0) for name, v in s.outputs.items()}
+        loss_sum = torch.zeros((), device=self.device)
+        terms_sum = torch.zeros(len(s.losses), device=self.device)
+        scores = torch.zeros(len(s.metrics), device=self.device)
+        counts = [0] * len(s.metrics)
+        self.model.eval()
+        for batch, real in data.padded():
+            with autocast(self.device, s.train.precision):
+                outputs = self._forward(batch)
+                # Drop the padding of a short last batch.
+                outputs = {
+                    k: v.narrow(batch_dims.get(k, 0), 0, real)
+                    if isinstance(v, Tensor)
+                    else v
+                    for k, v in outputs.items()
+                }
+                batch = {k: v[:real] for k, v in batch.items()}
+                loss, terms = self._loss(outputs, batch)
+            loss_sum += loss * real
+            if terms is not None:
+                terms_sum += terms * real
+            for i, m in enumerate(s.metrics):
+                score, count = m.metric.score(outputs[m.output], batch[m.target])
+                scores[i] += score
+                counts[i] += count
+        self.model.train()
+        n = len(data)
+        values = torch.cat([(loss_sum / n).view(1), terms_sum / n, scores]).tolist()
+        record: dict[str, Any] = {"step": step, "epoch": epoch, "val_loss": values[0]}
+        if len(s.losses) > 1:
+            for term, value in zip(s.losses, values[1 : 1 + len(s.losses)]):
+                record[f"val_loss_{term.output}"] = value
+        for m, score, count in zip(s.metrics, values[1 + len(s.losses) :], counts):
+            record[m.key] = score / max(count, 1)
+        return record
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _save(self, improved: bool) -> None:
+        """Write checkpoints/last.pt (and best.pt on a new best); never a NaN state."""
+        self.window.check_finite(self.run, self._saved_step)
+        with self.window.paused():
+            self.log.flush()  # what was logged up to here survives a kill
+            position = self.position
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "scaler": self.scaler.state_dict()
+                if self.scaler.is_enabled()
+                else None,
+                "rng": rng_state(),
+                "epoch": position.epoch,
+                "epoch_step": position.epoch_step,
+                "step": position.step,
+                "window": self.window.state(),
+                "best": self.best,
+                "spec_hash": self.spec_hash,
+                "params": self.spec.params,
+                "torch_version": str(torch.__version__),
+                "nnspec_version": __version__,
+            }
+            save_checkpoint(state, self.run.last)
+            if improved:
+                copy_checkpoint(self.run.last, self.run.best)
+        self._saved_step = position.step
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint: weights, optimizer, schedule, random states,
+        position (inside the epoch), best value and the unlogged loss."""
+        check_resumable(checkpoint, self.spec, self.model, self.run.last)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None and checkpoint["scheduler"] is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            length_arg = self.settings.schedule_length_arg
+            if length_arg:  # the planned length follows epochs/steps given now
+                setattr(self.scheduler, length_arg, self._length())
+        if checkpoint["scaler"] is not None:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng(checkpoint["rng"])
+        self.position = _Position(
+            checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["step"]
+        )
+        self.best = checkpoint["best"]
+        if self.best is not None and self.best["step"] == self.position.step:
+            # The run may have been killed between writing last.pt and copying it.
+            copy_checkpoint(self.run.last, self.run.best)
+        self.window.restore(checkpoint["window"])
+        self._saved_step = self.position.step
+        self.run.keep_metrics_until(self.position.step)
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def _open_run_dir(self) -> dict[str, Any] | None:
+        """Prepare the run directory; the checkpoint to resume from, if any."""
+        s, run = self.settings, self.run
+        run.prepare(resume=self.resume, overwrite=self.overwrite)
+        checkpoint = None
+        if self.resume:
+            if run.last.exists():
+                checkpoint = load_checkpoint(run.last)
+            else:
+                print(f"no checkpoint in {run.checkpoints}: starting a new run")
+                run.clear()
+        run.write_inputs(
+            s.doc.source,
+            self.spec.source(),
+            {
+                "spec": self.spec.path,
+                "params": self.spec.params,
+                "overrides": s.overrides,
+                "train": s.train.model_dump(mode="json"),
+            },
+        )
+        return checkpoint
+
+    def _plan(self, data: Batches) -> _Plan:
+        t = self.settings.train
+        steps_per_epoch = data.full_batches // t.accumulate
+        if steps_per_epoch == 0:
+            need = t.data.batch_size * t.accumulate
+            raise self.settings.error(
+                ("data", "batch_size"),
+                f"a step takes batch_size x accumulate = {need} samples, but there "
+                f"are {len(data)} training samples",
+            )
+        limits = []
+        if t.epochs is not None:
+            limits.append(t.epochs * steps_per_epoch)
+        if t.steps is not None:
+            limits.append(t.steps)
+        max_steps = min(limits) if limits else steps_per_epoch
+        return _Plan(steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
+
+    def _length(self) -> int:
+        """The planned length of the run in the scheduler's interval."""
+        spec = self.settings.train.scheduler
+        if spec is not None and spec.interval == "step":
+            return self.plan.max_steps
+        return self.plan.epochs
+
+    def _make_scheduler(self) -> Any:
+        s = self.settings
+        if s.scheduler is None:
+            return None
+        if s.scheduler is ReduceLROnPlateau and self.val_data is None:
+            raise s.error(
+                ("scheduler", "op"),
+                "ReduceLROnPlateau steps on a validation value, and this run has no "
+                "validation data: give data.val or data.val_fraction",
+            )
+        arguments = dict(s.scheduler_args)
+        if s.schedule_length_arg:
+            arguments[s.schedule_length_arg] = self._length()
+        return s.scheduler(self.optimizer, **arguments)
+
+    def _check_losses(self) -> None:
+        """One eager forward (eval mode, random state untouched): a loss that cannot
+        take its output and target is reported at its line in the spec now, rather
+        than as a traceback at the first step."""
+        s = self.settings
+        batch, _ = next(iter(self.train_data.padded()))
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            self.model.eval()
+            try:
+                with autocast(self.device, s.train.precision):
+                    outputs = self._forward(batch)
+                    for term in s.losses:
+                        out, target = outputs[term.output], batch[term.target]
+                        problem = None
+                        if term.op in ELEMENTWISE_LOSSES and out.shape != target.shape:
+                            problem = "the shapes differ, and the loss would broadcast"
+                        else:
+                            try:
+                                term.module(out, target)
+                            except (
+                                RuntimeError,
+                                ValueError,
+                                IndexError,
+                                TypeError,
+                            ) as e:
+                                problem = _first_line(e)
+                        if problem is not None:
+                            raise s.error(
+                                ("loss", term.output),
+                                f"loss {term.op} cannot compare output "
+                                f"{term.output!r} {list(out.shape)} ({_dtype(out)}) "
+                                f"with target {term.target!r} {list(target.shape)} "
+                                f"({_dtype(target)}): {problem}",
+                            )
+            finally:
+                self.model.train()
+
+    def _describe(self, split: Split, *, resumed: bool) -> str:
+        t, plan, position = self.settings.train, self.plan, self.position
+        val = f", {len(split.val):,} validation" if split.val is not None else ""
+        text = (
+            f"{self.spec.name}: {len(split.train):,} training{val} samples; "
+            f"{plan.steps_per_epoch} steps per epoch, {plan.max_steps} steps "
+            f"({plan.epochs} epochs); {self.device}, {t.precision}"
+            + (", compiled" if self.settings.compile is not None else "")
+        )
+        if resumed:
+            text += (
+                f"\nresuming from {self.run.last}: step {position.step}, epoch "
+                f"{position.epoch + 1}, step {position.epoch_step} of the epoch"
+            )
+        return text
+
+
+class _Window:
+    """The losses of the steps since the last logged one, kept on the device: one
+    copy per step, no host sync. Reading it (every log_every steps, and before
+    validations and checkpoints) is where a NaN or infinite loss is found, and the
+    step it first appeared at."""
+
+    def __init__(self, device: torch.device, terms: int, capacity: int) -> None:
+        self.device = device
+        self.terms = terms
+        self.losses = torch.zeros(capacity, device=device)
+        self.parts = torch.zeros(capacity, terms, device=device) if terms > 1 else None
+        self.first_step = 1  # the step of losses[0]
+        self.steps = 0
+        self.samples = 0
+        self.started = time.perf_counter()
+        self.paused_for = 0.0
+
+    def add(self, loss: Tensor, parts: Tensor | None, step: int, samples: int) -> None:
+        if self.steps == 0:
+            self.first_step = step
+        self.losses[self.steps] = loss
+        if self.parts is not None and parts is not None:
+            self.parts[self.steps] = parts
+        self.steps += 1
+        self.samples += samples
+
+    def check_finite(self, run: RunDir, saved_step: int | None) -> None:
+        """Raise NonFiniteLossError if the loss was NaN or infinite at some step."""
+        if not self.steps:
+            return
+        losses = self.losses[: self.steps]
+        bad = (~torch.isfinite(losses)).nonzero()  # a host sync
+        if not len(bad):
+            return
+        index = int(bad[0])
+        step, value = self.first_step + index, float(losses[index])
+        kept = (
+            f"the last good checkpoint is {run.last} (step {saved_step})"
+            if saved_step is not None
+            else (
+                f"the last good checkpoint is {run.last}"
+                if run.last.exists()
+                else "no checkpoint was written before it"
+            )
+        )
+        raise NonFiniteLossError(
+            f"the loss became {value} at step {step}; training stopped and {kept}. "
+            "Lower the learning rate, clip gradients (grad_clip), or check the data",
+            step,
+        )
+
+    def read(
+        self, *, step: int, epoch: int, lr: float, names: list[str]
+    ) -> dict[str, Any]:
+        """The logged record of the window (a host sync), then an empty window."""
+        means = [self.losses[: self.steps].mean()]
+        if self.parts is not None:
+            means += list(self.parts[: self.steps].mean(dim=0))
+        values = torch.stack(means).tolist()
+        elapsed = time.perf_counter() - self.started - self.paused_for
+        record: dict[str, Any] = {
+            "step": step,
+            "epoch": epoch,
+            "loss": values[0],
+            "lr": lr,
+            "samples_per_s": self.samples / max(elapsed, 1e-9),
+        }
+        for name, value in zip(names, values[1:]):
+            record[f"loss_{name}"] = value
+        self.steps = self.samples = 0
+        self.started, self.paused_for = time.perf_counter(), 0.0
+        return record
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent here (validation, checkpoints) does not count for throughput."""
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_for += time.perf_counter() - begin
+
+    def state(self) -> dict[str, Any]:
+        """The window's step losses, for a checkpoint: a resumed run logs the same
+        means as an uninterrupted one."""
+        return {
+            "first_step": self.first_step,
+            "losses": self.losses[: self.steps].clone(),
+            "parts": None if self.parts is None else self.parts[: self.steps].clone(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        steps = len(state["losses"])
+        if steps + 1 > len(self.losses):  # log_every may be smaller now
+            self.losses = torch.zeros(steps + len(self.losses), device=self.device)
+            if self.parts is not None:
+                self.parts = torch.zeros(
+                    len(self.losses), self.terms, device=self.device
+                )
+        self.losses[:steps] = state["losses"]
+        if self.parts is not None and state["parts"] is not None:
+            self.parts[:steps] = state["parts"]
+        self.first_step, self.steps = state["first_step"], steps
+
+
+class _StopSignals:
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop after the current step,
+    with a checkpoint; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+
+
+def _every(step: int, interval: int | None) -> bool:
+    return interval is not None and step % interval == 0
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _dtype(tensor: Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

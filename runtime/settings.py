@@ -1,0 +1,503 @@
+"""The train section made concrete: ``--set`` overrides applied, torch names resolved.
+
+Every mistake found here is a SpecError at the position of the key in the spec (an
+overridden key is reported at its nearest written ancestor, with the ``--set`` it
+came from), with a suggestion where a known name is close.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnspec.api import Spec
+
+from ..compiler.values import TensorValue
+from ..spec.errors import Diagnostic, SpecError, suggest
+from ..spec.train import CompileSpec, TrainSpec
+from ..spec.validate import validate_document
+from ..spec.yaml_source import Document, Path
+from .metrics import METRICS, Metric
+
+__all__ = [
+    "LossSpec",
+    "MetricSpec",
+    "Settings",
+    "apply_overrides",
+    "loss_classes",
+    "optimizer_classes",
+    "output_names",
+    "resolve_settings",
+    "scheduler_classes",
+]
+
+# Scheduler arguments that, when omitted, are the planned length of the run.
+# (Both are required by torch, so filling them in never overrides a torch default.)
+SCHEDULE_LENGTH: dict[str, tuple[str, tuple[str, ...]]] = {
+    "OneCycleLR": ("total_steps", ("total_steps", "epochs", "steps_per_epoch")),
+    "CosineAnnealingLR": ("T_max", ("T_max",)),
+}
+
+# Losses whose target holds class indices: synthetic data draws integers for them.
+CLASS_INDEX_LOSSES = frozenset({"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"})
+BINARY_LOSSES = frozenset({"BCELoss", "BCEWithLogitsLoss"})
+# Losses that compare element by element: output and target must have one shape
+# (torch would broadcast [B, 1] against [B] with only a warning).
+ELEMENTWISE_LOSSES = frozenset(
+    {"MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss"}
+)
+
+
+@dataclass
+class LossSpec:
+    """One loss term, resolved: ``weight * module(outputs[output], data[target])``."""
+
+    output: str
+    target: str
+    weight: float
+    op: str
+    module: nn.Module
+
+
+@dataclass
+class MetricSpec:
+    """A metric of one output, logged as ``key`` (``val_accuracy``)."""
+
+    output: str
+    target: str
+    metric: Metric
+    key: str
+
+
+@dataclass
+class Settings:
+    """Everything the loop needs from the train section, checked against torch."""
+
+    spec: Spec
+    train: TrainSpec
+    doc: Document
+    outputs: dict[str, TensorValue]
+    losses: list[LossSpec]
+    metrics: list[MetricSpec]
+    optimizer: type[torch.optim.Optimizer]
+    optimizer_args: dict[str, Any]
+    scheduler: type | None
+    scheduler_args: dict[str, Any]
+    schedule_length_arg: str | None
+    device: torch.device
+    compile: dict[str, Any] | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> SpecError:
+        """A SpecError at ``train.<path>`` in the spec."""
+        return self.doc.error(("train", *path), message, key=key)
+
+    @property
+    def val_keys(self) -> list[str]:
+        """The names of the values each validation logs."""
+        keys = ["val_loss"]
+        if len(self.losses) > 1:
+            keys += [f"val_loss_{term.output}" for term in self.losses]
+        return keys + [m.key for m in self.metrics]
+
+    def higher_is_better(self, key: str) -> bool:
+        return any(m.key == key and m.metric.higher_is_better for m in self.metrics)
+
+
+@dataclass
+class _OverriddenDocument(Document):
+    """The spec's document with ``--set`` values written in. Mistakes under an
+    overridden key point at its nearest written ancestor and name the ``--set``."""
+
+    overrides: dict[Path, str] = field(default_factory=dict)
+
+    def diagnostic(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
+        diag = super().diagnostic(path, message, key=key)
+        origin = self._origin(tuple(path))
+        if origin is None:
+            return diag
+        return Diagnostic(
+            diag.path, diag.line, diag.column, f"{message} (from --set {origin})"
+        )
+
+    def _origin(self, path: Path) -> str | None:
+        for written, text in self.overrides.items():
+            if path[: len(written)] == written:
+                return text
+            # A mapping the override wrote into (the optimizer of optimizer.lr), or
+            # a key it created on the way to the value.
+            if written[: len(path)] == path and (
+                len(path) > 1 or path not in self.marks
+            ):
+                return text
+        return None
+
+
+def apply_overrides(doc: Document, overrides: Mapping[str, Any]) -> Document:
+    """A document whose train section has ``{"optimizer.lr": 0.01, ...}`` written in."""
+    if not overrides:
+        return doc
+    data = copy.deepcopy(doc.data)
+    written: dict[Path, str] = {}
+    for dotted, value in overrides.items():
+        parts = tuple(p for p in dotted.split("."))
+        if not all(parts):
+            raise doc.error(("train",), f"--set {dotted}: empty key in {dotted!r}")
+        node = data["train"]
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+        written[("train", *parts)] = f"{dotted}={_show(value)}"
+    return _OverriddenDocument(
+        path=doc.path,
+        source=doc.source,
+        data=data,
+        marks=doc.marks,
+        key_marks=doc.key_marks,
+        origins=doc.origins,
+        overrides=written,
+    )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def resolve_settings(
+    spec: Spec, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Check the spec's train section (with overrides) and resolve its torch names."""
+    doc = spec.compiled.document
+    if not isinstance(doc.data, dict) or doc.data.get("train") is None:
+        raise doc.error(
+            ("train",),
+            "the spec has no train: section; add one with at least data: and loss: "
+            "(see docs/training.md)",
+            key=True,
+        )
+    doc = apply_overrides(doc, overrides or {})
+    train = validate_document(doc).train
+    if train is None:  # pragma: no cover - a non-null train validates to a TrainSpec
+        raise doc.error(("train",), "the train: section is empty")
+
+    def fail(path: Path, message: str, *, key: bool = False) -> SpecError:
+        return doc.error(("train", *path), message, key=key)
+
+    outputs = _output_values(spec)
+    losses = [_loss(name, term, outputs, fail) for name, term in train.loss.items()]
+    metrics = _metrics(train, outputs, fail)
+    optimizer, optimizer_args = _optimizer(train, fail)
+    scheduler, scheduler_args, length_arg = _scheduler(train, fail)
+    device = _device(train.device, fail)
+    _check_precision(train.precision, device, fail)
+    settings = Settings(
+        spec=spec,
+        train=train,
+        doc=doc,
+        outputs=outputs,
+        losses=losses,
+        metrics=metrics,
+        optimizer=optimizer,
+        optimizer_args=optimizer_args,
+        scheduler=scheduler,
+        scheduler_args=scheduler_args,
+        schedule_length_arg=length_arg,
+        device=device,
+        compile=_compile_options(train.compile, fail),
+        overrides=dict(overrides or {}),
+    )
+    if train.monitor not in settings.val_keys:
+        raise fail(
+            ("monitor",),
+            f"monitor {train.monitor!r} is not a validation value"
+            f"{suggest(train.monitor, settings.val_keys)}; "
+            f"validation logs: {', '.join(settings.val_keys)}",
+        )
+    data = train.data
+    if data.val is not None and data.val_fraction is not None:
+        raise fail(
+            ("data", "val_fraction"),
+            "give either data.val or data.val_fraction, not both",
+            key=True,
+        )
+    return settings
+
+
+# -- outputs, losses, metrics ------------------------------------------------------
+
+
+def output_names(spec: Spec) -> list[str]:
+    """The names of what forward returns, in order: the dict's keys, or the names
+    of the references (``head``, ``lstm.0``) for a tuple or a single tensor."""
+    outputs = spec.compiled.model.outputs
+    if outputs.kind == "dict":
+        return list(outputs.keys)
+    return [str(ref) for ref in outputs.refs]
+
+
+def _output_values(spec: Spec) -> dict[str, TensorValue]:
+    """The model's tensor outputs by name."""
+    value = spec.compiled.result.output_value
+    if isinstance(value, dict):
+        values = list(value.values())
+    elif spec.compiled.model.outputs.kind == "tuple":
+        values = list(value.items)
+    else:
+        values = [value]
+    pairs = zip(output_names(spec), values)
+    return {name: v for name, v in pairs if isinstance(v, TensorValue)}
+
+
+def _classes(namespace: Any, base: type, exclude: set[str]) -> dict[str, type]:
+    return {
+        name: obj
+        for name, obj in vars(namespace).items()
+        if isinstance(obj, type)
+        and issubclass(obj, base)
+        and not name.startswith("_")
+        and name not in exclude
+    }
+
+
+def loss_classes() -> dict[str, type]:
+    """torch.nn's loss classes by name."""
+    return _classes(nn, nn.modules.loss._Loss, set())
+
+
+def optimizer_classes() -> dict[str, type]:
+    """torch.optim's optimizers by name."""
+    return _classes(torch.optim, torch.optim.Optimizer, {"Optimizer"})
+
+
+def scheduler_classes() -> dict[str, type]:
+    """torch.optim.lr_scheduler's schedulers by name."""
+    sched = torch.optim.lr_scheduler
+    found = _classes(sched, sched.LRScheduler, {"LRScheduler"})
+    found["ReduceLROnPlateau"] = sched.ReduceLROnPlateau
+    return found
+
+
+def _lookup(
+    name: str, known: dict[str, type], what: str, path: Path, fail: Any
+) -> type:
+    if name in known:
+        return known[name]
+    raise fail(
+        path,
+        f"unknown {what} {name!r}{suggest(name, list(known))}; "
+        f"known: {', '.join(sorted(known))}",
+    )
+
+
+def _check_arguments(
+    cls: type,
+    arguments: Mapping[str, Any],
+    supplied: tuple[str, ...],
+    what: str,
+    path: Path,
+    fail: Any,
+) -> None:
+    """Every argument must be a parameter of ``cls``'s constructor."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - torch classes have signatures
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [n for n in parameters if n not in supplied]
+    for name in arguments:
+        if name in supplied:
+            raise fail(
+                (*path, name), f"{what}: {name!r} is set by the trainer", key=True
+            )
+        if name not in parameters:
+            raise fail(
+                (*path, name),
+                f"{what} has no argument {name!r}{suggest(name, accepted)}; "
+                f"its arguments: {', '.join(accepted)}",
+                key=True,
+            )
+
+
+def _loss(name: str, term: Any, outputs: dict[str, TensorValue], fail: Any) -> LossSpec:
+    path = ("loss", name)
+    if name not in outputs:
+        raise fail(
+            path,
+            f"the model has no output {name!r}{suggest(name, list(outputs))}; "
+            f"its outputs: {', '.join(outputs)}",
+            key=True,
+        )
+    cls = _lookup(term.op, loss_classes(), "loss", (*path, "op"), fail)
+    # The term's `weight` is its weight in the sum; the loss classes' own `weight`
+    # (class weights, a tensor) cannot be written in YAML.
+    _check_arguments(cls, term.arguments, (), f"loss {term.op}", path, fail)
+    try:
+        module = cls(**term.arguments)
+    except (TypeError, ValueError) as exc:
+        raise fail(path, f"loss {term.op}: {exc}") from None
+    return LossSpec(name, term.target, term.weight, term.op, module)
+
+
+def _metrics(
+    train: TrainSpec, outputs: dict[str, TensorValue], fail: Any
+) -> list[MetricSpec]:
+    targets = {name: term.target for name, term in train.loss.items()}
+    uses: dict[str, int] = {}
+    for names in train.metrics.values():
+        for metric in names:
+            uses[metric] = uses.get(metric, 0) + 1
+    found: list[MetricSpec] = []
+    for output, names in train.metrics.items():
+        if output not in outputs:
+            raise fail(
+                ("metrics", output),
+                f"the model has no output {output!r}{suggest(output, list(outputs))}; "
+                f"its outputs: {', '.join(outputs)}",
+                key=True,
+            )
+        if output not in targets:
+            raise fail(
+                ("metrics", output),
+                f"metrics of {output!r} compare it with its loss target, but loss "
+                f"has no entry for {output!r}",
+                key=True,
+            )
+        for i, metric in enumerate(names):
+            if metric not in METRICS:
+                raise fail(
+                    ("metrics", output, i),
+                    f"unknown metric {metric!r}{suggest(metric, list(METRICS))}; "
+                    f"known: {', '.join(METRICS)}",
+                )
+            key = f"val_{metric}" if uses[metric] == 1 else f"val_{output}_{metric}"
+            found.append(MetricSpec(output, targets[output], METRICS[metric], key))
+    return found
+
+
+# -- optimizer, scheduler ----------------------------------------------------------
+
+
+def _probe_parameters() -> list[nn.Parameter]:
+    return [nn.Parameter(torch.zeros(2))]
+
+
+def _optimizer(train: TrainSpec, fail: Any) -> tuple[type, dict[str, Any]]:
+    spec = train.optimizer
+    path = ("optimizer",)
+    cls = _lookup(spec.op, optimizer_classes(), "optimizer", (*path, "op"), fail)
+    arguments = spec.arguments
+    _check_arguments(cls, arguments, ("params",), f"optimizer {spec.op}", path, fail)
+    try:  # catches bad values (a negative lr) here, at the spec's line
+        cls(_probe_parameters(), **arguments)
+    except (TypeError, ValueError) as exc:
+        raise fail(path, f"optimizer {spec.op}: {exc}") from None
+    return cls, arguments
+
+
+def _scheduler(
+    train: TrainSpec, fail: Any
+) -> tuple[type | None, dict[str, Any], str | None]:
+    spec = train.scheduler
+    if spec is None:
+        return None, {}, None
+    path = ("scheduler",)
+    cls = _lookup(spec.op, scheduler_classes(), "scheduler", (*path, "op"), fail)
+    arguments = spec.arguments
+    _check_arguments(cls, arguments, ("optimizer",), f"scheduler {spec.op}", path, fail)
+    length_arg = None
+    probe_args = dict(arguments)
+    if spec.op in SCHEDULE_LENGTH:
+        name, alternatives = SCHEDULE_LENGTH[spec.op]
+        if not any(a in arguments for a in alternatives):
+            length_arg = name
+            probe_args[name] = 100
+    try:
+        optimizer = torch.optim.SGD(_probe_parameters(), lr=0.1)
+        cls(optimizer, **probe_args)
+    except (TypeError, ValueError) as exc:
+        raise fail(path, f"scheduler {spec.op}: {exc}") from None
+    return cls, arguments, length_arg
+
+
+# -- device, precision, compile ----------------------------------------------------
+
+
+def _device(text: str, fail: Any) -> torch.device:
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise fail(
+            ("device",),
+            f"device {text!r} is not auto, cpu, cuda or cuda:N"
+            + suggest(text, ["auto", "cpu", "cuda"]),
+        )
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise fail(("device",), f"device {text!r}: CUDA is not available here")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise fail(
+                ("device",),
+                f"device {text!r}: there are {torch.cuda.device_count()} CUDA devices",
+            )
+    return device
+
+
+def _check_precision(precision: str, device: torch.device, fail: Any) -> None:
+    if precision == "16-mixed" and device.type != "cuda":
+        raise fail(
+            ("precision",),
+            f"precision 16-mixed (float16 with a gradient scaler) needs a CUDA "
+            f"device; this run is on {device.type}: use bf16-mixed there",
+        )
+    if (
+        precision == "bf16-mixed"
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported()
+    ):
+        raise fail(
+            ("precision",),
+            "precision bf16-mixed: this GPU does not support bfloat16; use 16-mixed",
+        )
+
+
+_COMPILE_BACKENDS_HINT = "torch._dynamo.list_backends()"
+
+
+def _compile_options(option: bool | CompileSpec, fail: Any) -> dict[str, Any] | None:
+    if option is False:
+        return None
+    if option is True:
+        option = CompileSpec()
+    import torch._dynamo
+
+    backends = torch._dynamo.list_backends(exclude_tags=())
+    if option.backend not in backends:
+        raise fail(
+            ("compile", "backend"),
+            f"unknown compile backend {option.backend!r}"
+            f"{suggest(option.backend, backends)}; see {_COMPILE_BACKENDS_HINT}",
+        )
+    options: dict[str, Any] = {"backend": option.backend, "fullgraph": option.fullgraph}
+    if option.mode is not None:
+        options["mode"] = option.mode
+    if option.dynamic is not None:
+        options["dynamic"] = option.dynamic
+    return options

@@ -1,0 +1,225 @@
+"""The typed form of a spec's ``train:`` section: how the compiled model trains.
+
+The runtime (``nnspec train``) reads these models. Names that only torch can check
+(optimizer, scheduler and loss classes, their arguments, metrics, compile backends)
+are checked there, with the same positions and suggestions as here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "PRECISIONS",
+    "CompileSpec",
+    "DataSource",
+    "DataSpec",
+    "LossTerm",
+    "OptimizerSpec",
+    "SchedulerSpec",
+    "SourceSpec",
+    "TrainSpec",
+]
+
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
+PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _WithArguments(BaseModel):
+    """A torch class named by ``op``; the other keys are its constructor's arguments."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments for the class: every key but the reserved ones."""
+        return dict(self.model_extra or {})
+
+
+class SourceSpec(_Strict):
+    """A data source given as a mapping; exactly one of its keys."""
+
+    npz: str | None = Field(
+        None,
+        min_length=1,
+        description="A NumPy .npz file, relative to the spec: one array per input "
+        "and target name, samples along the first axis.",
+    )
+    pt: str | None = Field(
+        None,
+        min_length=1,
+        description="A file written by torch.save holding a mapping of name -> "
+        "tensor (loaded with weights_only=True), relative to the spec.",
+    )
+    synthetic: PositiveInt | None = Field(
+        None,
+        description="This many random samples shaped like the inputs and the "
+        "trained outputs.",
+    )
+
+
+DataSource = SourceSpec | str
+"""A mapping (``{npz: file}``, ``{pt: file}``, ``{synthetic: N}``), or a string:
+``synthetic`` (1024 random samples) or ``package.module:function``, a function
+returning ``(train, val)`` (needs ``--allow-import package``)."""
+
+
+class DataSpec(_Strict):
+    """Where the samples come from and how they are batched."""
+
+    source: DataSource = Field(
+        description="{npz: file}, {pt: file}, {synthetic: N}, 'synthetic', or "
+        "'package.module:function' returning (train, val) datasets."
+    )
+    batch_size: PositiveInt = Field(32, description="Samples per batch.")
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None,
+        description="Hold out this fraction of the source for validation "
+        "(a seeded random split). Default: no validation unless val is given.",
+    )
+    val: DataSource | None = Field(
+        None, description="A separate validation source, instead of val_fraction."
+    )
+    shuffle: bool = Field(
+        True, description="Shuffle the training samples each epoch (seeded)."
+    )
+    workers: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Loader worker processes, for datasets returned by a "
+        "function; in-memory arrays need none.",
+    )
+
+
+class LossTerm(_WithArguments):
+    """One term of the loss: a torch.nn loss between an output and a target.
+
+    Keys other than ``op``, ``target`` and ``weight`` are the loss class's arguments
+    (``label_smoothing: 0.1``).
+    """
+
+    op: str = Field(
+        description="A torch.nn loss class: CrossEntropyLoss, MSELoss, "
+        "BCEWithLogitsLoss, ..."
+    )
+    target: str = Field(
+        min_length=1, description="The data array the output is compared with."
+    )
+    weight: float = Field(1.0, description="The term's weight in the summed loss.")
+
+
+class OptimizerSpec(_WithArguments):
+    """A torch.optim class; other keys are its arguments (lr, weight_decay, ...)."""
+
+    op: str = Field(description="A torch.optim class: AdamW, SGD, Adam, ...")
+
+
+class SchedulerSpec(_WithArguments):
+    """A torch.optim.lr_scheduler class; other keys are its arguments.
+
+    OneCycleLR's ``total_steps`` and CosineAnnealingLR's ``T_max``, when not given,
+    are the planned length of the run in ``interval`` units.
+    """
+
+    op: str = Field(
+        description="A torch.optim.lr_scheduler class: OneCycleLR, "
+        "CosineAnnealingLR, StepLR, ReduceLROnPlateau, ..."
+    )
+    interval: Literal["step", "epoch"] = Field(
+        "epoch", description="Step the scheduler after each optimizer step or epoch."
+    )
+
+
+class CompileSpec(_Strict):
+    """Options of ``torch.compile``."""
+
+    mode: (
+        Literal[
+            "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+        ]
+        | None
+    ) = Field(None, description="The compile mode (inductor).")
+    fullgraph: bool = Field(
+        False, description="Fail rather than split the model into several graphs."
+    )
+    backend: str = Field("inductor", description="A torch._dynamo backend name.")
+    dynamic: bool | None = Field(
+        None,
+        description="Compile for dynamic shapes; null lets torch decide. Batches "
+        "keep one shape (see the docs), so this is rarely needed.",
+    )
+
+
+def _default_optimizer() -> OptimizerSpec:
+    return OptimizerSpec.model_validate({"op": "AdamW", "lr": 0.001})
+
+
+class TrainSpec(_Strict):
+    """The ``train:`` section: data, losses, optimisation and run settings."""
+
+    data: DataSpec = Field(description="Training (and validation) data.")
+    loss: dict[str, LossTerm] = Field(
+        min_length=1,
+        description="Output name -> loss term; the loss is their weighted sum.",
+    )
+    metrics: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Output name -> metric names (accuracy, top5_accuracy, "
+        "binary_accuracy, mse, mae), computed on validation.",
+    )
+    optimizer: OptimizerSpec = Field(
+        default_factory=_default_optimizer,
+        description="Default: {op: AdamW, lr: 0.001}.",
+    )
+    scheduler: SchedulerSpec | None = Field(
+        None, description="Learning-rate schedule; default: constant."
+    )
+    epochs: PositiveInt | None = Field(
+        None,
+        description="Passes over the training data; with steps, whichever ends "
+        "first. Neither: one epoch.",
+    )
+    steps: PositiveInt | None = Field(
+        None, description="Optimizer steps; with epochs, whichever ends first."
+    )
+    precision: Precision = Field(
+        "32-true",
+        description="32-true, bf16-mixed (autocast to bfloat16), or 16-mixed "
+        "(float16 autocast with a gradient scaler; CUDA only).",
+    )
+    compile: bool | CompileSpec = Field(
+        False, description="Compile the model with torch.compile: true, or options."
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    grad_clip: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Clip the gradients' total norm to this value."
+    )
+    accumulate: PositiveInt = Field(
+        1, description="Batches whose gradients are summed into one optimizer step."
+    )
+    seed: int = Field(
+        0, description="Seeds initial weights, the split, shuffling and dropout."
+    )
+    log_every: PositiveInt = Field(
+        50, description="Log the loss every this many steps (a host sync)."
+    )
+    checkpoint_every: PositiveInt | None = Field(
+        None,
+        description="Also checkpoint every this many steps (a checkpoint is "
+        "always written at each epoch end and when training stops).",
+    )
+    val_every: PositiveInt | None = Field(
+        None, description="Also validate every this many steps (always at epoch end)."
+    )
+    monitor: str = Field(
+        "val_loss",
+        description="The validation value that picks the best checkpoint: "
+        "val_loss or val_<metric>.",
+    )
