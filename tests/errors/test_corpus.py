@@ -30,7 +30,7 @@ import yaml
 import nnspec
 from nnspec.cli import compile_main
 from nnspec.spec import SpecError
-from nnspec.spec.yaml_source import MAX_DOCUMENT_BYTES
+from nnspec.spec.yaml_source import MAX_DEPTH, MAX_DOCUMENT_BYTES
 
 CASES_DIR = Path(__file__).parent / "cases"
 FILES = sorted(CASES_DIR.glob("*.yaml"))
@@ -105,9 +105,11 @@ def _case(stem: str) -> Case:
 
 
 CLI_CASES = [
+    "yaml_unclosed_flow_mapping",
     "yaml_duplicate_key",
     "inferred_in_features",
     "import_not_allowed",
+    "limit_alias_bomb",
 ]
 
 
@@ -158,3 +160,16 @@ def test_document_size_is_checked_before_parsing(tmp_path: Path) -> None:
     assert (info.value.path, info.value.line, info.value.column) == (str(path), 1, 1)
     assert "larger than 8 MiB" in info.value.message
     assert len(info.value.diagnostics) == 1
+
+
+def test_very_deep_nesting_fails_at_the_limit(tmp_path: Path) -> None:
+    # Far past the limit: the loader stops at the first bracket too deep, without
+    # recursing through the rest (which once crashed the YAML library).
+    path = tmp_path / "deep.yaml"
+    depth = 100_000
+    path.write_text("x: " + "[" * depth + "]" * depth + "\n", encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        nnspec.load(path)
+    # The root mapping is level 1, so bracket k opens level k + 1.
+    assert (info.value.line, info.value.column) == (1, 3 + MAX_DEPTH)
+    assert f"nesting deeper than {MAX_DEPTH} levels" in info.value.message
