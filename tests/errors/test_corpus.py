@@ -107,6 +107,7 @@ def _case(stem: str) -> Case:
 CLI_CASES = [
     "yaml_unclosed_flow_mapping",
     "yaml_duplicate_key",
+    "structure_every_unknown_key",
     "inferred_in_features",
     "import_not_allowed",
     "limit_alias_bomb",
