@@ -3,6 +3,7 @@ allowed custom import."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "OpLookupError",
     "function_names",
     "module_names",
+    "parameter_names",
     "resolve_op",
     "signature_of",
 ]
@@ -196,3 +198,32 @@ def signature_of(target: Any) -> inspect.Signature | None:
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None
+
+
+@cache
+def parameter_names(target: Any) -> list[str]:
+    """The names of a function's parameters: from its signature, or, for torch's
+    builtins (which have none), from the call forms at the head of its docstring."""
+    signature = signature_of(target)
+    if signature is not None:
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    name = getattr(target, "__name__", "")
+    names: dict[str, None] = {}
+    for line in (getattr(target, "__doc__", None) or "").splitlines():
+        line = line.strip().removeprefix(".. function:: ")
+        if not name or not line.startswith(f"{name}("):
+            continue
+        head = line.split(" -> ")[0]
+        try:
+            tree = ast.parse(f"def {head}: pass")
+        except SyntaxError:
+            continue
+        fn = tree.body[0]
+        assert isinstance(fn, ast.FunctionDef)
+        for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
+            names[arg.arg] = None
+    return list(names)

@@ -11,13 +11,13 @@ class computes sizes from its own constructor arguments.
 from __future__ import annotations
 
 import ast
-import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ...spec.errors import SpecError, suggest
+from ...spec.errors import SpecError, describe_value, suggest
 from ...spec.yaml_source import Document
 from ..expressions import (
     ExpressionError,
@@ -31,7 +31,7 @@ from ..expressions import (
 from ..graph import Call, GraphTemplate, ModuleDef, NodeTemplate, Outputs, Ref
 from ..meta import MetaError, build_meta_module, from_meta, meta_inputs, run_meta
 from ..names import Namespace
-from ..ops import INFERRED_ARGS, OpInfo, signature_of
+from ..ops import INFERRED_ARGS, OpInfo, parameter_names, signature_of
 from ..shape_rules import FUNCTION_PARAMS, RULES, Fallback, ShapeCall, ShapeError
 from ..values import BATCH, TensorValue, TupleValue, Value
 from .lower import ParamDecl
@@ -71,6 +71,11 @@ _POSITIONAL_NAMES = frozenset(
     }
 )  # fmt: skip
 _PY_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -280,8 +285,12 @@ class Instantiator:
                     ref.path, f"{shown!r} is a single tensor, so {ref} is not defined"
                 )
             if not -len(value.items) <= k < len(value.items):
+                shown = ".".join([ref.name, *map(str, ref.index[:depth])])
+                n = len(value.items)
                 raise self.fail(
-                    ref.path, f"{ref}: {ref.name!r} returns {len(value.items)} values"
+                    ref.path,
+                    f"{ref} is out of range: {shown!r} returns {n} values "
+                    f"({shown}.0 to {shown}.{n - 1})",
                 )
             value = value.items[k]
         if value is None:
@@ -330,30 +339,62 @@ class Instantiator:
         if node.repeat is None:
             return None
         path = (*node.path, "repeat")
-        val = self.evaluate(state, node.repeat, path)
+        val = self.evaluate(state, node.repeat, path, what=f"{node.label}, repeat")
         if (
             not isinstance(val.value, int)
             or isinstance(val.value, bool)
             or val.value < 1
         ):
             raise self.fail(
-                path, f"repeat must be a positive integer, received {val.value!r}"
+                path,
+                f"{node.label}: repeat must be a positive integer, received "
+                f"{describe_value(val.value)}",
             )
         if val.value > MAX_REPEAT:
             raise self.fail(
-                path, f"repeat {val.value} is over the limit of {MAX_REPEAT}"
+                path,
+                f"{node.label}: repeat {val.value} is over the limit of {MAX_REPEAT}",
             )
         return val.value
 
     def evaluate(
-        self, state: _State, raw: Any, path: tuple, extra: dict | None = None
+        self,
+        state: _State,
+        raw: Any,
+        path: tuple,
+        extra: dict | None = None,
+        *,
+        what: str,
     ) -> Val:
+        """The value of a spec value; errors name ``what`` (node and argument)."""
         assert state.scope is not None
         scope = state.scope.child(extra) if extra else state.scope
         try:
             return resolve_value(raw, scope)
         except ExpressionError as exc:
-            raise self.fail(path, str(exc)) from None
+            raise self.fail(path, f"{what}: {exc}") from None
+
+    def evaluate_node_args(
+        self, state: _State, node: NodeTemplate, extra: dict | None
+    ) -> tuple[list[Val], dict[str, Val]]:
+        """A node's positional and keyword arguments, evaluated."""
+        args = [
+            self.evaluate(
+                state,
+                a,
+                (*node.path, "args", j),
+                extra,
+                what=f"{node.label}, args[{j}]",
+            )
+            for j, a in enumerate(node.args)
+        ]
+        kwargs = {
+            key: self.evaluate(
+                state, v, (*node.path, key), extra, what=f"{node.label}, {key}"
+            )
+            for key, v in node.kwargs.items()
+        }
+        return args, kwargs
 
     def code(self, state: _State, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
         """The expression for a constructor argument in the class being generated."""
@@ -388,20 +429,10 @@ class Instantiator:
         assert node.op is not None
         op = node.op
         sequence = op.name in SEQUENCE_FUNCTIONS
-        signature = signature_of(op.target)
-        if signature is not None and isinstance(values, list):
-            self.check_function_kwargs(node, signature, len(values))
         value: Value | None = None
         for k in range(count or 1):
             extra = {"i": const(k)} if count is not None else None
-            args = [
-                self.evaluate(state, a, (*node.path, "args", j), extra)
-                for j, a in enumerate(node.args)
-            ]
-            kwargs = {
-                key: self.evaluate(state, v, (*node.path, key), extra)
-                for key, v in node.kwargs.items()
-            }
+            args, kwargs = self.evaluate_node_args(state, node, extra)
             if k > 0:
                 assert value is not None
                 values = [value]
@@ -437,22 +468,6 @@ class Instantiator:
                 raise self.node_fail(node, "repeats, so it must return one tensor")
         assert value is not None
         return value
-
-    def check_function_kwargs(
-        self, node: NodeTemplate, signature: inspect.Signature, n_inputs: int
-    ) -> None:
-        params = signature.parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return
-        for key in node.kwargs:
-            if key not in params:
-                raise self.fail(
-                    (*node.path, key),
-                    f"{node.op_name} has no argument {key!r}"
-                    + suggest(key, list(params))
-                    + f"; its arguments: {', '.join(params)}",
-                    key=True,
-                )
 
     def function_shape(
         self,
@@ -499,6 +514,17 @@ class Instantiator:
             result = run_meta(node.op.target, call_args, call_kwargs)
             return from_meta(result, like)
         except MetaError as exc:
+            unknown = _UNEXPECTED_KEYWORD.search(str(exc))
+            if unknown and unknown.group(1) in node.kwargs:
+                key = unknown.group(1)
+                names = parameter_names(node.op.target)
+                raise self.fail(
+                    (*node.path, key),
+                    f"{node.label} has no argument {key!r}"
+                    + suggest(key, names)
+                    + (f"; its arguments: {', '.join(names)}" if names else ""),
+                    key=True,
+                ) from None
             shapes = self.describe_inputs(values)
             raise self.node_fail(node, f"{exc} (inputs: {shapes})") from None
 
@@ -579,14 +605,7 @@ class Instantiator:
     ) -> tuple[dict[str, Val], set[str]]:
         """Evaluated constructor arguments, inferred ones included, in signature order."""
         signature = signature_of(op.target)
-        kwargs = {
-            key: self.evaluate(state, v, (*node.path, key), extra)
-            for key, v in node.kwargs.items()
-        }
-        args = [
-            self.evaluate(state, a, (*node.path, "args", j), extra)
-            for j, a in enumerate(node.args)
-        ]
+        args, kwargs = self.evaluate_node_args(state, node, extra)
         inferred: dict[str, Val] = {}
         for arg, dim in INFERRED_ARGS.get(op.name, ()):
             if first is None:
@@ -602,17 +621,9 @@ class Instantiator:
             dim_val = first.dim_val(dim % first.rank)
             assert dim_val is not None
             if arg in kwargs:
-                given = kwargs[arg].value
-                expected = dim_val.value
-                if arg == "normalized_shape":
-                    continue
-                if given != expected:
-                    raise self.fail(
-                        (*node.path, arg),
-                        f"node {node.name!r} ({op.name}): {arg} is {given!r}, but its input "
-                        f"{first.render()} has {expected} in dim {dim % first.rank}; "
-                        f"leave {arg} out and nnspec infers it",
-                    )
+                self.check_inferred(
+                    node, arg, kwargs[arg].value, first, dim % first.rank
+                )
                 continue
             inferred[arg] = dim_val
         if signature is None:
@@ -621,7 +632,6 @@ class Instantiator:
         params = [
             p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD
         ]
-        has_var_kw = len(params) != len(signature.parameters)
         positional = [
             p.name
             for p in params
@@ -632,25 +642,18 @@ class Instantiator:
         if len(args) > len(positional):
             raise self.fail(
                 (*node.path, "args"),
-                f"{op.name} takes at most {len(positional)} positional arguments "
+                f"{node.label} takes at most {_count(len(positional), 'positional argument')} "
                 f"({', '.join(positional)}), received {len(args)}",
                 key=True,
             )
         for name, val in zip(positional, args):
             bound[name] = val
-        names = {p.name for p in params}
         for key, val in kwargs.items():
-            if key not in names and not has_var_kw:
-                raise self.fail(
-                    (*node.path, key),
-                    f"{op.class_name} has no argument {key!r}"
-                    + suggest(key, sorted(names))
-                    + f"; its arguments: {', '.join(p.name for p in params)}",
-                    key=True,
-                )
             if key in bound and key not in inferred:
                 raise self.fail(
-                    (*node.path, key), f"{key!r} is also given in args", key=True
+                    (*node.path, key),
+                    f"{node.label}: {key!r} is also given in args",
+                    key=True,
                 )
             bound[key] = val
         missing = [
@@ -671,6 +674,20 @@ class Instantiator:
             sorted(bound.items(), key=lambda kv: order.get(kv[0], len(order)))
         )
         return ordered, set(inferred)
+
+    def check_inferred(
+        self, node: NodeTemplate, arg: str, given: Any, first: TensorValue, dim: int
+    ) -> None:
+        """An argument the compiler infers, written anyway: it must match the input."""
+        hint = f"; leave {arg} out and nnspec infers it"
+        if arg == "normalized_shape":
+            return
+        if given != first.shape[dim]:
+            raise self.fail(
+                (*node.path, arg),
+                f"{node.label}: {arg} is {given!r}, but its input {first.render()} has "
+                f"{first.shape[dim]} in dim {dim}{hint}",
+            )
 
     def ctor_ast(
         self,
@@ -813,26 +830,27 @@ class Instantiator:
     ) -> dict[str, Val]:
         decls: dict[str, ParamDecl] = block.params
         names = list(decls)
-        given: dict[str, Val] = {}
         if len(node.args) > len(names):
             raise self.fail(
                 (*node.path, "args"),
-                f"block {block.name} takes {len(names)} params ({', '.join(names)}), "
-                f"received {len(node.args)} positional arguments",
+                f"{node.label}: block {block.name} takes "
+                f"{_count(len(names), 'param')} ({', '.join(names)}), received "
+                f"{_count(len(node.args), 'positional argument')}",
                 key=True,
             )
-        for j, (name, raw) in enumerate(zip(names, node.args)):
-            given[name] = self.evaluate(state, raw, (*node.path, "args", j), extra)
-        for key, raw in node.kwargs.items():
-            if key not in decls:
+        # (Unknown param names were reported when the graph was lowered.)
+        args, kwargs = self.evaluate_node_args(state, node, extra)
+        given: dict[str, Val] = dict(zip(names, args))
+        written = {name: (*node.path, "args", j) for j, name in enumerate(given)}
+        for key, val in kwargs.items():
+            if key in given:
                 raise self.fail(
                     (*node.path, key),
-                    f"block {block.name} has no param {key!r}"
-                    + suggest(key, names)
-                    + f"; its params: {', '.join(names) or 'none'}",
+                    f"{node.label}: {key!r} is also given in args",
                     key=True,
                 )
-            given[key] = self.evaluate(state, raw, (*node.path, key), extra)
+            given[key] = val
+            written[key] = (*node.path, key)
         for name, decl in decls.items():
             if name not in given and decl.required:
                 raise self.node_fail(node, f"block {block.name} needs param {name!r}")
@@ -842,12 +860,10 @@ class Instantiator:
                     decl.type in ("int", "float") and isinstance(value, bool)
                 )
                 if not ok and not (value is None and not decl.required):
-                    at = (*node.path, name) if name in node.kwargs else node.path
                     raise self.fail(
-                        at,
-                        f"block {block.name} param {name!r} expects {decl.type}, "
-                        f"received {value!r}",
-                        key=name in node.kwargs,
+                        written[name],
+                        f"{node.label}: block {block.name} param {name!r} expected "
+                        f"{decl.type}, received {describe_value(value)}",
                     )
         return given
 
@@ -862,7 +878,7 @@ class Instantiator:
             if unknown:
                 raise self.fail(
                     (*node.path, "in", unknown[0]),
-                    f"block {block.name} has no input {unknown[0]!r}"
+                    f"{node.label}: block {block.name} has no input {unknown[0]!r}"
                     + suggest(unknown[0], block.inputs)
                     + f"; its inputs: {', '.join(block.inputs)}",
                     key=True,

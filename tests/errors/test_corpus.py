@@ -35,6 +35,27 @@ from nnspec.spec.yaml_source import MAX_DEPTH, MAX_DOCUMENT_BYTES
 CASES_DIR = Path(__file__).parent / "cases"
 FILES = sorted(CASES_DIR.glob("*.yaml"))
 
+# Every kind of mistake the corpus must cover, by file-name prefix.
+CATEGORIES = {
+    "yaml": "YAML syntax and loading",
+    "structure": "structure and types checked by the schema",
+    "type": "argument values of the wrong type",
+    "op": "unknown ops",
+    "arg": "unknown, misspelt or misplaced arguments",
+    "expr": "bad expressions",
+    "ref": "undefined, forward and duplicate references",
+    "name": "names that reach generated code",
+    "node": "nodes without a clear kind",
+    "shape": "shape mismatches",
+    "inferred": "explicit arguments the compiler infers",
+    "block": "block inputs, params and recursion",
+    "import": "custom imports",
+    "param": "param overrides",
+    "init": "init rules",
+    "freeze": "freeze globs",
+    "limit": "limits",
+}
+
 _EXPECT = re.compile(r"^# expect: (\d+):(\d+)((?: .*)?)$")
 
 
@@ -99,6 +120,15 @@ def test_bad_spec_is_reported_at_its_position(path: Path) -> None:
     assert_rendered(err.render(), case)
 
 
+def test_corpus_covers_every_kind_of_mistake() -> None:
+    assert len(FILES) >= 60
+    prefixes = {p.stem.split("_", 2)[1] for p in FILES}
+    assert set(CATEGORIES) <= prefixes, set(CATEGORIES) - prefixes
+    assert prefixes <= set(CATEGORIES), prefixes - set(CATEGORIES)
+    several = [p.name for p in FILES if len(read_case(p).expected) >= 3]
+    assert len(several) >= 3, several
+
+
 def _case(stem: str) -> Case:
     (path,) = CASES_DIR.glob(f"*_{stem}.yaml")
     return read_case(path)
@@ -106,8 +136,8 @@ def _case(stem: str) -> Case:
 
 CLI_CASES = [
     "yaml_unclosed_flow_mapping",
-    "yaml_duplicate_key",
     "structure_every_unknown_key",
+    "arg_independent_errors_together",
     "inferred_in_features",
     "import_not_allowed",
     "limit_alias_bomb",
