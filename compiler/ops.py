@@ -144,11 +144,29 @@ def resolve_op(
     if name in functions:
         fn, code = functions[name]
         return OpInfo("function", name, fn, code)
+    if "." in name:
+        raise OpLookupError(f"unknown op {name!r}: {_dotted_hint(name)}")
     hint = suggest(name, list(functions))
     if not hint and name[:1].islower():
         hint = suggest(name[:1].upper() + name[1:], list(module_names()))
     raise OpLookupError(
         f"unknown op {name!r}: not a function of torch.nn.functional or torch" + hint
+    )
+
+
+def _dotted_hint(name: str) -> str:
+    """What a dotted op name was probably meant to be."""
+    module_path, _, last = name.rpartition(".")
+    if module_path in ("torch.nn", "nn") and last in module_names():
+        return f"torch.nn layers are named without their module: write {last!r}"
+    if (
+        module_path in ("torch", "torch.nn.functional", "F")
+        and last in function_names()
+    ):
+        return f"functions are named without their module: write {last!r}"
+    return (
+        "a custom op is written package.module:Class, with a colon "
+        f"(here {module_path + ':' + last!r})"
     )
 
 
