@@ -11,6 +11,7 @@ class computes sizes from its own constructor arguments.
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from ...spec.errors import SpecError, describe_value, suggest
+from ...spec.torch_ops import json_type
 from ...spec.yaml_source import Document
 from ..expressions import (
     ExpressionError,
@@ -72,6 +74,41 @@ _POSITIONAL_NAMES = frozenset(
 )  # fmt: skip
 _PY_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "array": "a list",
+    "null": "null",
+}
+_TYPE_CHECKS = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, (list, tuple)),
+    "null": lambda v: v is None,
+}
+
+
+def _fits(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether a value fits the JSON Schema of a constructor argument ({} fits all)."""
+    if "anyOf" in schema:
+        return any(_fits(value, option) for option in schema["anyOf"])
+    if "enum" in schema:
+        return value in schema["enum"]
+    check = _TYPE_CHECKS.get(schema.get("type", ""))
+    return check is None or check(value)
+
+
+def _expected_words(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        words = [_expected_words(option) for option in schema["anyOf"]]
+        return " or ".join(dict.fromkeys(words))
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    return _TYPE_WORDS.get(schema.get("type", ""), "another value")
 
 
 def _count(n: int, noun: str) -> str:
@@ -646,8 +683,10 @@ class Instantiator:
                 f"({', '.join(positional)}), received {len(args)}",
                 key=True,
             )
-        for name, val in zip(positional, args):
+        written: dict[str, tuple] = {}
+        for j, (name, val) in enumerate(zip(positional, args)):
             bound[name] = val
+            written[name] = (*node.path, "args", j)
         for key, val in kwargs.items():
             if key in bound and key not in inferred:
                 raise self.fail(
@@ -656,6 +695,17 @@ class Instantiator:
                     key=True,
                 )
             bound[key] = val
+            written[key] = (*node.path, key)
+        annotations = {p.name: p.annotation for p in params}
+        for name, at in written.items():
+            expected = json_type(annotations.get(name, inspect.Parameter.empty))
+            value = bound[name].value
+            if not _fits(value, expected):
+                raise self.fail(
+                    at,
+                    f"{node.label}, {name}: expected {_expected_words(expected)}, "
+                    f"received {describe_value(value)}",
+                )
         missing = [
             p.name
             for p in params
@@ -862,8 +912,8 @@ class Instantiator:
                 if not ok and not (value is None and not decl.required):
                     raise self.fail(
                         written[name],
-                        f"{node.label}: block {block.name} param {name!r} expected "
-                        f"{decl.type}, received {describe_value(value)}",
+                        f"{node.label}, param {name!r}: expected {decl.type}, "
+                        f"received {describe_value(value)}",
                     )
         return given
 

@@ -169,7 +169,7 @@ def test_block_param_errors() -> None:
         body % "width: wide",
         10,
         22,
-        "param 'width' expected int, received string 'wide'",
+        "param 'width': expected int, received string 'wide'",
     )
     expect_error(body % "name: m", 10, 5, "Mlp needs param 'width'")
 
