@@ -241,10 +241,17 @@ class Instantiator:
     def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
         return self.doc.error(path, message, key=key)
 
-    def node_fail(self, node: NodeTemplate, message: str) -> SpecError:
+    def node_fail(
+        self, node: NodeTemplate, message: str, at: str | None = None
+    ) -> SpecError:
+        """An error about a node as a whole, at its ``at`` key when the spec writes one
+        (``in`` for its inputs, an argument's name), else at the node."""
         detail = ", ".join(f"{k}={_short(v)}" for k, v in list(node.kwargs.items())[:3])
         what = node.op_name + (f", {detail}" if detail else "")
-        return self.fail(node.path, f"node {node.name!r} ({what}): {message}")
+        path = node.path
+        if at is not None and (*node.path, at) in self.doc.marks:
+            path = (*node.path, at)
+        return self.fail(path, f"node {node.name!r} ({what}): {message}")
 
     # -- graphs ---------------------------------------------------------------
 
@@ -530,7 +537,7 @@ class Instantiator:
                 try:
                     return rule(ShapeCall(node.op.name, list(values), bound))
                 except ShapeError as exc:
-                    raise self.node_fail(node, str(exc)) from None
+                    raise self.node_fail(node, str(exc), exc.at) from None
                 except (Fallback, TypeError, ValueError, IndexError, KeyError):
                     pass  # not covered by the rule: run the op on the meta device
         arg_values = [a.value for a in args]
@@ -731,7 +738,23 @@ class Instantiator:
         """An argument the compiler infers, written anyway: it must match the input."""
         hint = f"; leave {arg} out and nnspec infers it"
         if arg == "normalized_shape":
-            return
+            shape = [given] if isinstance(given, int) else given
+            n = len(shape) if isinstance(shape, (list, tuple)) else 0
+            if 0 < n < first.rank and list(first.shape[first.rank - n :]) == list(
+                shape
+            ):
+                return
+            if n >= first.rank:
+                have = f"has only {first.rank - 1} dimensions besides the batch"
+            elif n > 1:
+                have = f"ends with {list(first.shape[first.rank - n :])}"
+            else:
+                have = f"has {first.shape[dim]} in dim {dim}"
+            raise self.fail(
+                (*node.path, arg),
+                f"{node.label}: {arg} is {given!r}, but its input {first.render()} "
+                f"{have}{hint}",
+            )
         if given != first.shape[dim]:
             raise self.fail(
                 (*node.path, arg),
@@ -849,7 +872,7 @@ class Instantiator:
             try:
                 return rule(ShapeCall(op.name, list(values), full))
             except ShapeError as exc:
-                raise self.node_fail(node, str(exc)) from None
+                raise self.node_fail(node, str(exc), exc.at) from None
             except (Fallback, TypeError, ValueError, IndexError, KeyError):
                 pass  # not covered by the rule: run the op on the meta device
         try:
@@ -936,7 +959,7 @@ class Instantiator:
             missing = [k for k in block.inputs if k not in values]
             if missing:
                 raise self.node_fail(
-                    node, f"block {block.name} needs input {missing[0]!r}"
+                    node, f"block {block.name} needs input {missing[0]!r}", "in"
                 )
             ordered = [values[k] for k in block.inputs]
         else:
@@ -946,6 +969,7 @@ class Instantiator:
                 node,
                 f"block {block.name} takes {len(block.inputs)} input(s) "
                 f"({', '.join(block.inputs)}), received {len(ordered)}",
+                "in",
             )
         return ordered
 

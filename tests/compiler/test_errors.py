@@ -51,7 +51,7 @@ def test_cat_shape_mismatch_names_the_dimension() -> None:
         layers:
           - {op: cat, in: [a, b], dim: 1}
         """,
-        7, 5, "node 'cat' (cat, dim=1)", "[B,64,32,32] and [B,64,31,31] differ in dim 2",
+        7, 19, "node 'cat' (cat, dim=1)", "[B,64,32,32] and [B,64,31,31] differ in dim 2",
     )  # fmt: skip
 
 
