@@ -39,6 +39,7 @@ from ..values import BATCH, TensorValue, TupleValue, Value
 from .lower import ParamDecl
 
 __all__ = [
+    "MAX_GRAPH_NODES",
     "MAX_REPEAT",
     "SEQUENCE_FUNCTIONS",
     "BlockUse",
@@ -128,6 +129,7 @@ class GraphResult:
     attributes: list[tuple[str, ast.expr]]  # forward-time constants set in __init__
     placeholders: dict[str, tuple[int, int]]  # input-size name -> (input index, dim)
     param_values: dict[str, Any]
+    size: int = 0  # nodes, with block instances and repeated copies expanded
 
 
 @dataclass
@@ -152,6 +154,7 @@ class _State:
     attributes: list[tuple[str, ast.expr]] = field(default_factory=list)
     names: Namespace = field(default_factory=Namespace)
     scope: Scope | None = None
+    size: int = 0
 
 
 def _placeholder_names(
@@ -234,7 +237,7 @@ class Instantiator:
         self.blocks = blocks
         self.uses: dict[str, list[BlockUse]] = {}
         self._cache: dict[Any, GraphResult] = {}
-        self.num_calls = 0
+        self.expanded = 0  # nodes of the model so far, blocks and repeats expanded
 
     # -- errors ---------------------------------------------------------------
 
@@ -299,6 +302,7 @@ class Instantiator:
             attributes=state.attributes,
             placeholders=placeholders,
             param_values={k: v.value for k, v in params.items()},
+            size=state.size,
         )
 
     def _shape_of(self, state: _State, ref: str) -> list[Val | None]:
@@ -344,13 +348,6 @@ class Instantiator:
     # -- nodes ----------------------------------------------------------------
 
     def node(self, state: _State, node: NodeTemplate, previous: Value | None) -> Value:
-        self.num_calls += 1
-        if self.num_calls > MAX_GRAPH_NODES:
-            raise self.node_fail(
-                node,
-                f"the model expands to more than {MAX_GRAPH_NODES} nodes (blocks and "
-                "repeats included), the limit",
-            )
         if node.inputs is None:
             if previous is None:
                 raise self.node_fail(node, "has no input: give it one with in:")
@@ -400,6 +397,19 @@ class Instantiator:
                 f"{node.label}: repeat {val.value} is over the limit of {MAX_REPEAT}",
             )
         return val.value
+
+    def grow(self, state: _State, n: int, node: NodeTemplate, walked: bool) -> None:
+        """Count ``n`` more nodes in this graph (and in the model, unless ``walked``:
+        a block instance walked just now was counted node by node)."""
+        state.size += n
+        if not walked:
+            self.expanded += n
+        if self.expanded > MAX_GRAPH_NODES:
+            raise self.node_fail(
+                node,
+                f"the model expands to more than {MAX_GRAPH_NODES} nodes (blocks and "
+                "repeats included), the limit",
+            )
 
     def evaluate(
         self,
@@ -482,6 +492,7 @@ class Instantiator:
                 values = [value]
                 refs = [Ref(state.calls[-1].node)]
             value = self.function_shape(node, values, args, kwargs, sequence)
+            self.grow(state, 1, node, walked=False)
             name = (
                 node.name if count is None or k == 0 else state.names.fresh(node.name)
             )
@@ -598,11 +609,15 @@ class Instantiator:
                 if not isinstance(value, TensorValue):
                     raise self.node_fail(node, "repeats, so it must return one tensor")
                 values = [value]
+            before = state.size
             if node.op.kind == "block":
                 mdef, value, bound = self.block_instance(state, node, values, extra)
             else:
                 mdef, value, bound = self.torch_module(state, node, values, extra)
+                self.grow(state, 1, node, walked=False)
             copies.append(mdef)
+            if k == 0 and count is not None:
+                self.check_copies(node, count, state.size - before)
         assert value is not None
         if count is None:
             module = copies[0]
@@ -638,6 +653,16 @@ class Instantiator:
             )
         )
         return value
+
+    def check_copies(self, node: NodeTemplate, count: int, each: int) -> None:
+        """Fail before making the copies of a repeat that cannot fit the node limit."""
+        if self.expanded + (count - 1) * each > MAX_GRAPH_NODES:
+            raise self.fail(
+                (*node.path, "repeat"),
+                f"{node.label}: {count} copies of {each} nodes each would take the model "
+                f"to more than {MAX_GRAPH_NODES} nodes (blocks and repeats expanded), "
+                "the limit",
+            )
 
     def bind_module_args(
         self,
@@ -988,7 +1013,9 @@ class Instantiator:
         for name, decl in block.params.items():
             value = given[name].value if name in given else decl.default
             child_params[name] = Val(value, ast.Name(name, ast.Load()))
+        walked_before = self.expanded
         result = self.run_block(block, child_params, inputs, node)
+        self.grow(state, result.size, node, walked=self.expanded != walked_before)
         # What the parent passes: given params, used input sizes, hoisted values.
         used = set()
         for mdef in result.modules:
@@ -1086,6 +1113,7 @@ class Instantiator:
         else:
             value = self.shared_shape(state, node, original, op, bound, values)
         assert value is not None
+        self.grow(state, 1, node, walked=False)
         state.calls.append(
             Call(
                 node=node.name,
