@@ -885,7 +885,10 @@ class Instantiator:
         module: Any,
         bound: dict[str, Val],
         values: list[Value] | dict[str, Value],
+        context: str = "",
     ) -> Value:
+        """The module's output for these inputs; errors are the node's, after
+        ``context``."""
         rule = RULES.get(op.name) if op.import_module is None else None
         if rule is not None and isinstance(values, list):
             signature = signature_of(op.target)
@@ -897,7 +900,7 @@ class Instantiator:
             try:
                 return rule(ShapeCall(op.name, list(values), full))
             except ShapeError as exc:
-                raise self.node_fail(node, str(exc), exc.at) from None
+                raise self.node_fail(node, f"{context}{exc}", exc.at) from None
             except (Fallback, TypeError, ValueError, IndexError, KeyError):
                 pass  # not covered by the rule: run the op on the meta device
         try:
@@ -914,7 +917,7 @@ class Instantiator:
             return from_meta(result, like)
         except MetaError as exc:
             raise self.node_fail(
-                node, f"{exc} (inputs: {self.describe_inputs(values)})"
+                node, f"{context}{exc} (inputs: {self.describe_inputs(values)})"
             ) from None
 
     # -- blocks ---------------------------------------------------------------
@@ -1167,12 +1170,8 @@ class Instantiator:
             }
             return _translate(result.output_value, mapping)
         module = self.meta_module(original, op, bound)
-        try:
-            return self.module_shape(original, op, module, bound, values)
-        except SpecError as exc:
-            raise self.node_fail(
-                node, f"shares {node.use!r}, built for other inputs: {exc.message}"
-            ) from None
+        context = f"shares {node.use!r}, built for other inputs: "
+        return self.module_shape(node, op, module, bound, values, context)
 
 
 def model_inputs(spec_inputs: dict[str, Any]) -> list[Value]:

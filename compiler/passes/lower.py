@@ -146,11 +146,6 @@ class _Lowering:
                 (*path, "use"), "a node has either 'op' or 'use', not both", key=True
             )
             return None
-        for key in extras:
-            if not _valid_argument(key):
-                self.error(
-                    (*path, key), f"{key!r} is not a valid argument name", key=True
-                )
         op: OpInfo | None = None
         if raw.op is not None:
             try:
@@ -173,6 +168,13 @@ class _Lowering:
                 self.error((*path, "repeat"), "'use' nodes cannot repeat", key=True)
         name = raw.name if raw.name is not None else namespace.fresh(default)
         label = f"node {name!r} ({raw.op or f'use {raw.use}'})"
+        for key in extras:
+            if not _valid_argument(key):
+                self.error(
+                    (*path, key),
+                    f"{label}: {key!r} is not a valid argument name",
+                    key=True,
+                )
         if op is not None:
             self.check_arguments(op, extras, path, label)
         if raw.use is not None:
