@@ -541,7 +541,12 @@ class Instantiator:
         ):
             names = [n for n, _ in FUNCTION_PARAMS.get(node.op.name, ())]
             bound = dict(kwargs)
-            if len(args) <= len(names):
+            # A keyword the rule does not read, of a builtin whose names were not
+            # checked before (it has no Python signature): torch must see it.
+            unchecked = signature_of(node.op.target) is None and any(
+                key not in names for key in kwargs
+            )
+            if len(args) <= len(names) and not unchecked:
                 bound.update(zip(names, args))
                 for name, default in FUNCTION_PARAMS.get(node.op.name, ()):
                     bound.setdefault(name, const(default))
