@@ -22,6 +22,7 @@ __all__ = [
     "OpInfo",
     "OpLookupError",
     "function_names",
+    "input_names",
     "module_names",
     "parameter_names",
     "resolve_op",
@@ -245,3 +246,24 @@ def parameter_names(target: Any) -> list[str]:
         for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
             names[arg.arg] = None
     return list(names)
+
+
+def input_names(op: OpInfo) -> list[str] | None:
+    """The names an op's inputs may be given by (``in: {name: ref}``); None when any
+    name may be accepted or Python cannot tell. Blocks name theirs in the spec."""
+    if op.kind == "block":
+        return None
+    if op.kind == "module":
+        try:
+            signature = inspect.signature(op.target.forward)
+        except (TypeError, ValueError):
+            return None
+        params = list(signature.parameters.values())[1:]
+    else:
+        signature = signature_of(op.target)
+        if signature is None:
+            return parameter_names(op.target) or None
+        params = list(signature.parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind is not p.VAR_POSITIONAL]

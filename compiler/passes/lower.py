@@ -10,7 +10,14 @@ from ...spec.model import BlockParam, NodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..graph import GraphTemplate, NodeTemplate, Outputs, Ref
 from ..names import Namespace, class_name_problem, name_problem, snake_case
-from ..ops import OpInfo, OpLookupError, module_names, resolve_op, signature_of
+from ..ops import (
+    OpInfo,
+    OpLookupError,
+    input_names,
+    module_names,
+    resolve_op,
+    signature_of,
+)
 
 __all__ = ["ParamDecl", "lower_spec"]
 
@@ -180,6 +187,8 @@ class _Lowering:
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
         refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first, label)
+        if op is not None and isinstance(raw.in_, dict):
+            self.check_input_names(op, raw.in_, (*path, "in"), label)
         return NodeTemplate(
             name=name,
             path=path,
@@ -221,6 +230,27 @@ class _Lowering:
                     f"{label} has no argument {key!r}"
                     + suggest(key, names)
                     + f"; its arguments: {', '.join(names)}",
+                    key=True,
+                )
+
+    def check_input_names(
+        self, op: OpInfo, given: dict[str, Any], path: tuple, label: str
+    ) -> None:
+        """Inputs given by name must be names the op's inputs have."""
+        if op.kind == "block":
+            names = self.spec.blocks[op.name].inputs
+        else:
+            found = input_names(op)
+            if found is None:
+                return
+            names = found
+        for key in given:
+            if key not in names and key.isidentifier() and not keyword.iskeyword(key):
+                self.error(
+                    (*path, key),
+                    f"{label} has no input {key!r}"
+                    + suggest(key, names)
+                    + f"; its inputs: {', '.join(names)}",
                     key=True,
                 )
 
