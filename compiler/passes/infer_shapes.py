@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -1096,7 +1096,18 @@ class Instantiator:
             else v
             for v in inputs
         ]
-        result = self.run(block, params, fresh_inputs, symbolic=True)
+        try:
+            result = self.run(block, params, fresh_inputs, symbolic=True)
+        except SpecError as exc:
+            # The mistake is inside the block; say which use of it led there.
+            line = self.doc.where(node.path)[0]
+            note = f" (in block {block.name}, as used by {node.label} at line {line})"
+            raise SpecError(
+                diagnostics=[
+                    replace(d, message=d.message + note) for d in exc.diagnostics
+                ],
+                source=exc.source,
+            ) from None
         self._cache[key] = result
         return result
 
