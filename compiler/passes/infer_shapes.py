@@ -590,9 +590,17 @@ class Instantiator:
 
     @staticmethod
     def describe_inputs(values: list[Value] | dict[str, Value]) -> str:
+        """'[B,4,5], [B,6,7], run with B=7': torch's own message shows the stand-in
+        batch size as a number, so say which."""
+        listed = list(values.values()) if isinstance(values, dict) else values
         if isinstance(values, dict):
-            return ", ".join(f"{k}={v.render()}" for k, v in values.items())
-        return ", ".join(v.render() for v in values) or "none"
+            text = ", ".join(f"{k}={v.render()}" for k, v in values.items())
+        else:
+            text = ", ".join(v.render() for v in values) or "none"
+        batched = any(
+            isinstance(v, TensorValue) and v.batch_dim is not None for v in listed
+        )
+        return f"{text}, run with B={BATCH}" if batched else text
 
     # -- modules --------------------------------------------------------------
 
