@@ -165,7 +165,11 @@ def test_compile_model_process_exits_2_without_traceback(tmp_path: Path) -> None
     command = (
         [str(script)]
         if script.exists()
-        else [sys.executable, "-c", "from nnspec.cli import compile_main as m; m()"]
+        else [
+            sys.executable,
+            "-c",
+            "from nnspec.cli import compile_main as m; raise SystemExit(m())",
+        ]
     )
     result = subprocess.run(
         [*command, str(case.path), "-o", str(tmp_path / "out.py")],
