@@ -158,7 +158,8 @@ class _Lowering:
             try:
                 op = resolve_op(raw.op, self.spec.blocks, self.allow_imports)
             except OpLookupError as exc:
-                self.error(op_path, str(exc))
+                named = f"node {raw.name!r}: " if raw.name else ""
+                self.error(op_path, f"{named}{exc}")
                 return None
             default = snake_case(raw.op)
         else:
