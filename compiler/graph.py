@@ -69,6 +69,11 @@ class NodeTemplate:
     def op_name(self) -> str:
         return self.op.name if self.op is not None else f"use {self.use}"
 
+    @property
+    def label(self) -> str:
+        """How errors name the node: ``node 'conv1' (Conv2d)``."""
+        return f"node {self.name!r} ({self.op_name})"
+
 
 @dataclass
 class Outputs:

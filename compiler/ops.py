@@ -3,6 +3,7 @@ allowed custom import."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import typing
@@ -22,7 +23,9 @@ __all__ = [
     "OpInfo",
     "OpLookupError",
     "function_names",
+    "input_names",
     "module_names",
+    "parameter_names",
     "resolve_op",
     "signature_of",
 ]
@@ -143,11 +146,29 @@ def resolve_op(
     if name in functions:
         fn, code = functions[name]
         return OpInfo("function", name, fn, code)
+    if "." in name:
+        raise OpLookupError(f"unknown op {name!r}: {_dotted_hint(name)}")
     hint = suggest(name, list(functions))
     if not hint and name[:1].islower():
         hint = suggest(name[:1].upper() + name[1:], list(module_names()))
     raise OpLookupError(
         f"unknown op {name!r}: not a function of torch.nn.functional or torch" + hint
+    )
+
+
+def _dotted_hint(name: str) -> str:
+    """What a dotted op name was probably meant to be."""
+    module_path, _, last = name.rpartition(".")
+    if module_path in ("torch.nn", "nn") and last in module_names():
+        return f"torch.nn layers are named without their module: write {last!r}"
+    if (
+        module_path in ("torch", "torch.nn.functional", "F")
+        and last in function_names()
+    ):
+        return f"functions are named without their module: write {last!r}"
+    return (
+        "a custom op is written package.module:Class, with a colon "
+        f"(here {module_path + ':' + last!r})"
     )
 
 
@@ -207,3 +228,53 @@ def signature_of(target: Any) -> inspect.Signature | None:
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None
+
+
+@cache
+def parameter_names(target: Any) -> list[str]:
+    """The names of a function's parameters: from its signature, or, for torch's
+    builtins (which have none), from the call forms at the head of its docstring."""
+    signature = signature_of(target)
+    if signature is not None:
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    name = getattr(target, "__name__", "")
+    names: dict[str, None] = {}
+    for line in (getattr(target, "__doc__", None) or "").splitlines():
+        line = line.strip().removeprefix(".. function:: ")
+        if not name or not line.startswith(f"{name}("):
+            continue
+        head = line.split(" -> ")[0]
+        try:
+            tree = ast.parse(f"def {head}: pass")
+        except SyntaxError:
+            continue
+        fn = tree.body[0]
+        assert isinstance(fn, ast.FunctionDef)
+        for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
+            names[arg.arg] = None
+    return list(names)
+
+
+def input_names(op: OpInfo) -> list[str] | None:
+    """The names an op's inputs may be given by (``in: {name: ref}``); None when any
+    name may be accepted or Python cannot tell. Blocks name theirs in the spec."""
+    if op.kind == "block":
+        return None
+    if op.kind == "module":
+        try:
+            signature = inspect.signature(op.target.forward)
+        except (TypeError, ValueError):
+            return None
+        params = list(signature.parameters.values())[1:]
+    else:
+        found = signature_of(op.target)
+        if found is None:
+            return parameter_names(op.target) or None
+        params = list(found.parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind is not p.VAR_POSITIONAL]

@@ -71,7 +71,7 @@ def resolve_params(
         try:
             resolved[name] = resolve_value(value, scope).value
         except ExpressionError as exc:
-            raise doc.error(("params", name), str(exc)) from None
+            raise doc.error(("params", name), f"params.{name}: {exc}") from None
     return resolved
 
 

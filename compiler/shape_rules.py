@@ -22,7 +22,15 @@ __all__ = ["FUNCTION_PARAMS", "RULES", "Fallback", "ShapeCall", "ShapeError"]
 
 
 class ShapeError(Exception):
-    """Inputs an op cannot take; the compiler adds the node and position."""
+    """Inputs an op cannot take; the compiler adds the node and position.
+
+    ``at`` names the node's key the error is about, where the spec writes it: ``in``
+    for the inputs, or an argument.
+    """
+
+    def __init__(self, message: str, at: str | None = None) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 class Fallback(Exception):
@@ -46,18 +54,21 @@ class ShapeCall:
     def tensor(self, i: int = 0) -> TensorValue:
         if i >= len(self.inputs):
             raise ShapeError(
-                f"{self.op} needs {i + 1} input(s), received {len(self.inputs)}"
+                f"{self.op} needs {i + 1} input(s), received {len(self.inputs)}",
+                at="in",
             )
         value = self.inputs[i]
         if not isinstance(value, TensorValue):
             raise ShapeError(
-                f"{self.op} takes a tensor, received a tuple {value.render()}"
+                f"{self.op} takes a tensor, received a tuple {value.render()}", at="in"
             )
         return value
 
     def only_tensor(self) -> TensorValue:
         if len(self.inputs) != 1:
-            raise ShapeError(f"{self.op} takes 1 input, received {len(self.inputs)}")
+            raise ShapeError(
+                f"{self.op} takes 1 input, received {len(self.inputs)}", at="in"
+            )
         return self.tensor(0)
 
 
@@ -109,7 +120,8 @@ def _check_size(call: ShapeCall, arg: str, x: TensorValue, dim: int) -> None:
         where = "last dimension" if dim in (-1, x.rank - 1) else f"dim {dim % x.rank}"
         raise ShapeError(
             f"{call.op} was built for {arg}={want}, but its input {x.render()} "
-            f"has {have} in its {where}"
+            f"has {have} in its {where}",
+            at=arg,
         )
 
 
@@ -162,7 +174,8 @@ def _broadcast(call: ShapeCall) -> Value:
             if size != 1:
                 shapes = " and ".join(x.render() for x in tensors)
                 raise ShapeError(
-                    f"input shapes {shapes} do not broadcast: dim {k} is {size} and {n}"
+                    f"input shapes {shapes} do not broadcast: dim {k} is {size} and {n}",
+                    at="in",
                 )
             size, dim_sym = n, t.sym[j]
         shape.append(size)
@@ -272,7 +285,9 @@ def _layer_norm(call: ShapeCall) -> Value:
     shape = [shape] if isinstance(shape, int) else list(shape)
     if list(x.shape[x.rank - len(shape) :]) != shape or len(shape) >= x.rank:
         raise ShapeError(
-            f"{call.op} normalises the last dimensions {shape}, but its input is {x.render()}"
+            f"{call.op} normalises the last dimensions {shape}, but its input is "
+            f"{x.render()}",
+            at="normalized_shape",
         )
     return x
 
@@ -384,19 +399,23 @@ def _cat(call: ShapeCall) -> Value:
     first = tensors[0]
     dim = call.arg("dim", 0)
     if not isinstance(dim, int) or not -first.rank <= dim < first.rank:
-        raise ShapeError(f"cat dim={dim} is out of range for {first.render()}")
+        raise ShapeError(
+            f"cat dim={dim} is out of range for {first.render()}", at="dim"
+        )
     dim %= first.rank
     if dim == first.batch_dim:
         raise Fallback
     for t in tensors[1:]:
         if t.rank != first.rank:
             raise ShapeError(
-                f"input shapes {first.render()} and {t.render()} have different ranks"
+                f"input shapes {first.render()} and {t.render()} have different ranks",
+                at="in",
             )
         for k in range(first.rank):
             if k != dim and t.shape[k] != first.shape[k]:
                 raise ShapeError(
-                    f"input shapes {first.render()} and {t.render()} differ in dim {k}"
+                    f"input shapes {first.render()} and {t.render()} differ in dim {k}",
+                    at="in",
                 )
     total = sum(t.shape[dim] for t in tensors)
     syms = [t.sym[dim] for t in tensors]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Diagnostic", "SpecError", "suggest"]
+__all__ = ["Diagnostic", "SpecError", "describe_value", "suggest"]
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,48 @@ class SpecError(Exception):
         return "\n".join(d.render(self.source) for d in self.diagnostics)
 
 
+def describe_value(value: Any) -> str:
+    """How an error names a received value: "string 'three'", "number 2.5", "a list"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
 def suggest(word: str, candidates: Iterable[str]) -> str:
-    """' (did you mean X?)' for the closest candidate, or '' when none is close."""
-    names = [c for c in candidates if isinstance(c, str)]
-    best = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if not best:
+    """' (did you mean X?)' for the closest candidate, or '' when none is close.
+
+    Candidates equally close are all named (at most three): ``BatchNorm`` ->
+    "did you mean 'BatchNorm1d', 'BatchNorm2d' or 'BatchNorm3d'?".
+    """
+    names = sorted({c for c in candidates if isinstance(c, str) and c != word})
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+    scored: list[tuple[float, str]] = []
+    for name in names:
+        matcher.set_seq1(name)
+        if matcher.real_quick_ratio() >= 0.6 and matcher.quick_ratio() >= 0.6:
+            ratio = matcher.ratio()
+            if ratio >= 0.6:
+                scored.append((ratio, name))
+    best: list[str] = []
+    if scored:
+        top = max(ratio for ratio, _ in scored)
+        best = [name for ratio, name in scored if ratio == top][:3]
+    else:
         lowered = {c.lower(): c for c in names}
         best = [lowered[word.lower()]] if word.lower() in lowered else []
-    return f" (did you mean {best[0]!r}?)" if best else ""
+    if not best:
+        return ""
+    shown = [repr(name) for name in best]
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    return f" (did you mean {listed}?)"

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pydantic
 
-from .errors import Diagnostic, SpecError, suggest
+from .errors import Diagnostic, SpecError, describe_value, suggest
 from .model import SpecModel
 from .schema import structural_schema
 from .yaml_source import Document, Path
@@ -36,22 +36,6 @@ _PATTERN_MEANING = {
 }
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__  # pragma: no cover
-
-
 def _where_words(path: Path) -> str:
     if not path:
         return "the spec"
@@ -60,6 +44,9 @@ def _where_words(path: Path) -> str:
 
 
 def _expected(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = structural_schema().get("$defs", {}).get(name, {})
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:
@@ -94,30 +81,45 @@ def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.Validatio
     return [error]
 
 
+def _messages(error: jsonschema.ValidationError, doc: Document) -> list[Diagnostic]:
+    path: Path = tuple(error.absolute_path)
+    value = error.instance
+    where = _where_words(path)
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        return [
+            doc.diagnostic(
+                (*path, key),
+                f"unknown key {key!r} in {where}{suggest(key, allowed)}; "
+                f"known keys: {', '.join(allowed)}",
+                key=True,
+            )
+            for key in value
+            if key not in allowed
+        ]
+    if error.validator == "required":
+        # At the key that introduced the mapping ('Mlp:'), where there is one.
+        return [
+            doc.diagnostic(
+                path,
+                f"{where} is missing the required key {key!r}",
+                key=bool(path) and isinstance(path[-1], str),
+            )
+            for key in error.validator_value
+            if key not in value
+        ]
+    return [_message(error, doc)]
+
+
 def _message(error: jsonschema.ValidationError, doc: Document) -> Diagnostic:
     path: Path = tuple(error.absolute_path)
     validator = error.validator
     value = error.instance
     where = _where_words(path)
-    if validator == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        extras = [k for k in value if k not in error.schema.get("properties", {})]
-        key = extras[0] if extras else "?"
-        return doc.diagnostic(
-            (*path, key),
-            f"unknown key {key!r} in {where}{suggest(key, allowed)}; "
-            f"known keys: {', '.join(allowed)}",
-            key=True,
-        )
-    if validator == "required":
-        missing = [k for k in error.validator_value if k not in value]
-        return doc.diagnostic(
-            path, f"{where} is missing the required key {missing[0]!r}"
-        )
     if validator == "type":
         return doc.diagnostic(
             path,
-            f"{where}: expected {_expected(error.schema)}, received {_describe(value)}",
+            f"{where}: expected {_expected(error.schema)}, received {describe_value(value)}",
         )
     if validator == "pattern":
         meaning = _PATTERN_MEANING.get(error.validator_value, error.validator_value)
@@ -125,7 +127,7 @@ def _message(error: jsonschema.ValidationError, doc: Document) -> Diagnostic:
     if validator in ("const", "enum"):
         return doc.diagnostic(
             path,
-            f"{where}: expected {_expected(error.schema)}, received {_describe(value)}",
+            f"{where}: expected {_expected(error.schema)}, received {describe_value(value)}",
         )
     if validator == "minimum":
         return doc.diagnostic(
@@ -152,7 +154,7 @@ def _message(error: jsonschema.ValidationError, doc: Document) -> Diagnostic:
         options = [_expected(s) for s in error.validator_value]
         return doc.diagnostic(
             path,
-            f"{where}: expected {' or '.join(options)}, received {_describe(value)}",
+            f"{where}: expected {' or '.join(options)}, received {describe_value(value)}",
         )
     return doc.diagnostic(path, f"{where}: {error.message}")
 
@@ -166,8 +168,8 @@ def schema_diagnostics(
     diags: dict[tuple[int, int, str], Diagnostic] = {}
     for error in validator.iter_errors(doc.data):
         for leaf in _leaf_errors(error):
-            diag = _message(leaf, doc)
-            diags.setdefault((diag.line, diag.column, diag.message), diag)
+            for diag in _messages(leaf, doc):
+                diags.setdefault((diag.line, diag.column, diag.message), diag)
     return sorted(diags.values(), key=lambda d: (d.line, d.column))
 
 
@@ -192,7 +194,7 @@ def validate_document(doc: Document) -> SpecModel:
     """Check the document against the schema, then build the typed spec."""
     if not isinstance(doc.data, dict):
         raise doc.error(
-            (), f"a spec is a mapping of keys, received {_describe(doc.data)}"
+            (), f"a spec is a mapping of keys, received {describe_value(doc.data)}"
         )
     diags = schema_diagnostics(doc)
     if diags:

@@ -3,18 +3,22 @@
 Loading is safe: only the YAML core types are built (strings, numbers, booleans,
 null, lists, mappings), never Python objects. Duplicate keys are errors. Aliases
 are expanded into plain data, and that expansion is bounded, so a small document
-cannot blow up into a huge one.
+cannot blow up into a huge one; nesting is bounded too, and checked as the text is
+read, so no depth of brackets can exhaust the stack.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from .errors import Diagnostic, SpecError
+from .errors import Diagnostic, SpecError, suggest
 
 __all__ = [
     "MAX_DEPTH",
@@ -111,10 +115,194 @@ class Document:
         )
 
 
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
+)
+
+
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+@dataclass
+class _Open:
+    """A list or mapping being composed: its node, anchor, and size so far."""
+
+    node: yaml.SequenceNode | yaml.MappingNode
+    anchor: str | None
+    size: int = 1
+    height: int = 1
+    key: yaml.Node | None = None
+
+
+class _Composer:
+    """YAML events -> one document's node graph, without recursion.
+
+    Checks, as the events arrive, that nesting stays within MAX_DEPTH and that the
+    document, aliases expanded, stays within MAX_NODES: an alias counts as many nodes
+    as it repeats, at each use, so an alias bomb fails at the alias that crosses the
+    limit, before anything is expanded.
+    """
+
+    def __init__(self, source: str, path: str) -> None:
+        self.source = source
+        self.path = path
+        self.loader = _Loader(source)
+        # anchor -> (node, expanded size, height)
+        self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}
+        self.open_anchors: dict[str, yaml.Mark] = {}
+        self.total = 0
+
+    def fail(self, mark: yaml.Mark, message: str) -> SpecError:
+        return SpecError(
+            message,
+            path=self.path,
+            line=mark.line + 1,
+            column=mark.column + 1,
+            source=self.source,
+        )
+
+    def compose(self) -> yaml.Node | None:
+        try:
+            self.loader.get_event()  # stream start
+            if self.loader.check_event(yaml.StreamEndEvent):
+                return None
+            self.loader.get_event()  # document start
+            root = self.root()
+            self.loader.get_event()  # document end
+            if not self.loader.check_event(yaml.StreamEndEvent):
+                event = self.loader.get_event()
+                raise self.fail(
+                    event.start_mark,
+                    "a spec is one YAML document; another one starts here",
+                )
+            return root
+        finally:
+            self.loader.dispose()
+
+    def count(self, size: int, mark: yaml.Mark, alias: str | None = None) -> None:
+        self.total += size
+        if self.total <= MAX_NODES:
+            return
+        if alias is not None:
+            raise self.fail(
+                mark,
+                f"the alias *{alias} brings the document to more than {MAX_NODES} "
+                f"YAML nodes (it repeats {size} nodes; aliases count at each use); "
+                "this limit guards against alias bombs",
+            )
+        raise self.fail(mark, f"the document has more than {MAX_NODES} YAML nodes")
+
+    def tag(self, event: yaml.NodeEvent, kind: type, value: str | None) -> str:
+        tag = getattr(event, "tag", None)
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(kind, value, event.implicit)  # type: ignore[attr-defined]
+        if tag not in _PLAIN_TAGS and not (
+            kind is yaml.ScalarNode
+            and tag.startswith("tag:yaml.org,2002:")
+            and "python" not in tag
+        ):
+            raise self.fail(
+                event.start_mark,
+                f"the tag {_short_tag(tag)!r} is not allowed: a spec holds plain YAML "
+                "data only (strings, numbers, booleans, null, lists, mappings)",
+            )
+        return tag
+
+    def root(self) -> yaml.Node:
+        stack: list[_Open] = []
+        while True:
+            event = self.loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                node, size, height = self.alias(event, len(stack))
+            elif isinstance(event, yaml.ScalarEvent):
+                self.count(1, event.start_mark)
+                node = yaml.ScalarNode(
+                    self.tag(event, yaml.ScalarNode, event.value),
+                    event.value,
+                    event.start_mark,
+                    event.end_mark,
+                    style=event.style,
+                )
+                size, height = 1, 0
+                if event.anchor:
+                    self.anchors[event.anchor] = (node, 1, 0)
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    raise self.fail(
+                        event.start_mark, f"nesting deeper than {MAX_DEPTH} levels"
+                    )
+                self.count(1, event.start_mark)
+                kind = (
+                    yaml.SequenceNode
+                    if isinstance(event, yaml.SequenceStartEvent)
+                    else yaml.MappingNode
+                )
+                collection = kind(
+                    self.tag(event, kind, None),
+                    [],
+                    event.start_mark,
+                    event.end_mark,
+                    flow_style=event.flow_style,
+                )
+                stack.append(_Open(collection, event.anchor))
+                if event.anchor:
+                    self.open_anchors[event.anchor] = event.start_mark
+                continue
+            else:  # the end of a list or mapping
+                done = stack.pop()
+                done.node.end_mark = event.end_mark
+                node, size, height = done.node, done.size, done.height
+                if done.anchor:
+                    self.open_anchors.pop(done.anchor, None)
+                    self.anchors[done.anchor] = (node, size, height)
+            if not stack:
+                return node
+            parent = stack[-1]
+            parent.size += size
+            parent.height = max(parent.height, height + 1)
+            if isinstance(parent.node, yaml.SequenceNode):
+                parent.node.value.append(node)
+            elif parent.key is None:
+                parent.key = node
+            else:
+                parent.node.value.append((parent.key, node))
+                parent.key = None
+
+    def alias(self, event: yaml.AliasEvent, depth: int) -> tuple[yaml.Node, int, int]:
+        name = event.anchor
+        if name in self.open_anchors:
+            line = self.open_anchors[name].line + 1
+            raise self.fail(
+                event.start_mark,
+                f"the alias *{name} is used inside the node it names (&{name}, line "
+                f"{line}); YAML data in a spec cannot contain itself",
+            )
+        if name not in self.anchors:
+            raise self.fail(
+                event.start_mark,
+                f"the alias *{name} names no anchor; define it first with &{name}"
+                + suggest(name, list(self.anchors)),
+            )
+        node, size, height = self.anchors[name]
+        if depth + height > MAX_DEPTH:
+            raise self.fail(
+                event.start_mark,
+                f"nesting deeper than {MAX_DEPTH} levels (through the alias *{name})",
+            )
+        self.count(size, event.start_mark, alias=name)
+        return node, size, height
+
+
 class _Builder:
+    """Composed nodes -> plain data, recording the position of every value and key.
+
+    The composer has bounded depth and size, so plain recursion is safe here.
+    """
+
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self.count = 0
         self.constructor = yaml.constructor.SafeConstructor()
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
@@ -127,17 +315,7 @@ class _Builder:
             source=self.doc.source,
         )
 
-    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise self.fail(
-                node,
-                f"the document expands to more than {MAX_NODES} YAML nodes "
-                "(aliases are counted at each use); this limit guards against "
-                "alias bombs",
-            )
-        if depth > MAX_DEPTH:
-            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels")
+    def build(self, node: yaml.Node, path: Path) -> Any:
         self.doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             try:
@@ -146,23 +324,11 @@ class _Builder:
                 raise self.fail(
                     node, f"cannot read this value: {_problem(exc)}"
                 ) from None
-        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in (
-            "tag:yaml.org,2002:seq",
-            "tag:yaml.org,2002:map",
-        ):
-            raise self.fail(
-                node, f"cannot read this value: unsupported YAML tag {node.tag!r}"
-            )
         if isinstance(node, yaml.SequenceNode):
-            return [
-                self.build(item, (*path, i), depth + 1)
-                for i, item in enumerate(node.value)
-            ]
-        if isinstance(node, yaml.MappingNode):
-            return self.build_mapping(node, path, depth)
-        raise self.fail(node, "unsupported YAML node")  # pragma: no cover
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.build_mapping(node, path)
 
-    def build_mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict:
+    def build_mapping(self, node: yaml.MappingNode, path: Path) -> dict:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -187,7 +353,7 @@ class _Builder:
                 key_node.start_mark.line + 1,
                 key_node.start_mark.column + 1,
             )
-            result[key] = self.build(value_node, child, depth + 1)
+            result[key] = self.build(value_node, child)
         return result
 
     def key(self, node: yaml.Node) -> str:
@@ -210,6 +376,99 @@ def _problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(problem).split())
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _next_content_line(lines: list[str], after: int) -> int | None:
+    """The index of the first line after ``after`` holding more than a comment."""
+    for i in range(after + 1, len(lines)):
+        text = lines[i].strip()
+        if text and not text.startswith("#"):
+            return i
+    return None
+
+
+def _at(mark: yaml.Mark, column: int) -> yaml.Mark:
+    """The same line as ``mark``, another column."""
+    return yaml.Mark(
+        mark.name, mark.index - mark.column + column, mark.line, column, None, None
+    )
+
+
+_FLOW = {
+    "while parsing a flow mapping": ("{", "}"),
+    "while parsing a flow sequence": ("[", "]"),
+}
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, source: str, path: str) -> SpecError:
+    """A YAML syntax error, said in the spec's terms and placed where the fix goes."""
+    context = " ".join((exc.context or "").split())
+    problem = _problem(exc)
+    opened, mark = exc.context_mark, exc.problem_mark or exc.context_mark
+    lines = source.splitlines()
+    message = f"{context}: {problem}" if context and exc.problem else problem
+    if context in _FLOW and opened is not None and mark is not None:
+        left, right = _FLOW[context]
+        following = _next_content_line(lines, opened.line)
+        # A collection that runs past its line into text indented no deeper was
+        # meant to close on its line: point at the bracket that opened it.
+        if mark.line != opened.line and (
+            following is None
+            or _indent(lines[following]) <= _indent(lines[opened.line])
+        ):
+            where = "the end" if following is None else f"line {following + 1}"
+            message = f"this {left!r} is not closed: expected {right!r} before {where}"
+            mark = opened
+        else:
+            message = (
+                f"expected ',' or {right!r} here, inside the {left!r} opened at "
+                f"line {opened.line + 1}, column {opened.column + 1}"
+            )
+            # 'a: 1\n b: 2' reads as the value '1 b' and fails at the second ':'; the
+            # comma belongs before the key that starts this line.
+            text = lines[mark.line][: mark.column] if mark.line < len(lines) else ""
+            key = text.strip()
+            if mark.line != opened.line and re.fullmatch(r"[\w.-]+", key):
+                message = (
+                    f"expected ',' or {right!r} before {key!r}: is a comma missing at "
+                    f"the end of line {mark.line}?"
+                )
+                mark = _at(mark, mark.column - len(text.lstrip()))
+    elif context.startswith("while scanning a quoted scalar") and (
+        "end of stream" in problem
+    ):
+        message = "this quote is not closed before the end of the document"
+        mark = opened
+    elif "cannot start any token" in problem and mark is not None:
+        char = source[mark.index] if mark.index < len(source) else ""
+        message = (
+            "a tab cannot indent YAML; indent with spaces"
+            if char == "\t"
+            else f"{char!r} cannot start a YAML value; put the value in quotes"
+        )
+    elif problem == "did not find expected key" and opened is not None:
+        message = (
+            f"expected a key at column {opened.column + 1}, like the mapping that "
+            f"starts at line {opened.line + 1}; check the indentation"
+        )
+    elif "expected '-' indicator" in problem and opened is not None:
+        message = (
+            f"expected a '-' item at column {opened.column + 1}, like the list that "
+            f"starts at line {opened.line + 1}; check the indentation"
+        )
+    elif problem.startswith("mapping values are not allowed"):
+        message = (
+            "a ':' followed by a space cannot appear here; put the value in quotes "
+            "if it contains ': ', or check the indentation"
+        )
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return SpecError(
+        f"YAML syntax: {message}", path=path, line=line, column=column, source=source
+    )
+
+
 def parse_yaml(source: str, path: str = "<spec>") -> Document:
     """Load one YAML document with positions. Raises SpecError on any problem."""
     if len(source.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
@@ -220,26 +479,40 @@ def parse_yaml(source: str, path: str = "<spec>") -> Document:
             column=1,
         )
     doc = Document(path=path, source=source, data=None)
+    with _paused_gc():
+        return _load(doc)
+
+
+@contextlib.contextmanager
+def _paused_gc() -> Iterator[None]:
+    """Loading makes many small objects and no reference cycles: the cyclic collector,
+    run again and again over everything else in memory (torch), would triple the time."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        node = yaml.compose(source, Loader=_Loader)
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(doc: Document) -> Document:
+    source, path = doc.source, doc.path
+    try:
+        node = _Composer(source, path).compose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = _problem(exc)
-        if exc.context and exc.problem:
-            message = f"{' '.join(exc.context.split())}: {message}"
-        raise SpecError(
-            f"YAML syntax: {message}",
-            path=path,
-            line=line,
-            column=column,
-            source=source,
-        ) from None
+        raise _syntax_error(exc, source, path) from None
     except yaml.YAMLError as exc:
+        line, column = 1, 1
+        position = getattr(exc, "position", None)
+        if isinstance(position, int):
+            before = source[:position]
+            line = before.count("\n") + 1
+            column = position - (before.rfind("\n") + 1) + 1
         raise SpecError(
-            f"YAML: {_problem(exc)}", path=path, line=1, column=1, source=source
+            f"YAML: {_problem(exc)}", path=path, line=line, column=column, source=source
         ) from None
     if node is None:
         raise SpecError("the spec is empty", path=path, line=1, column=1, source=source)
-    doc.data = _Builder(doc).build(node, (), 0)
+    doc.data = _Builder(doc).build(node, ())
     return doc

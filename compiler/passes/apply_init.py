@@ -177,10 +177,13 @@ class _InitRules:
                 call = self.initializer(raw, (*rule_path, param))
                 hits = [e for e in matched if param in e.params]
                 if not hits:
+                    have = sorted({p for e in matched for p in e.params})
                     raise self.fail(
                         (*rule_path, param),
                         f"init rule {rule.match!r}: none of the matching modules has a "
-                        f"parameter {param!r}",
+                        f"parameter {param!r}"
+                        + suggest(param, have)
+                        + f"; theirs: {', '.join(have) or 'none'}",
                         key=True,
                     )
                 for entry in hits:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import ast
 import inspect
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from ...spec.errors import SpecError, suggest
+from ...spec.errors import SpecError, describe_value, suggest
+from ...spec.torch_ops import json_type
 from ...spec.yaml_source import Document
 from ..expressions import (
     ExpressionError,
@@ -32,12 +34,13 @@ from ..expressions import (
 from ..graph import Call, GraphTemplate, ModuleDef, NodeTemplate, Outputs, Ref
 from ..meta import MetaError, build_meta_module, from_meta, meta_inputs, run_meta
 from ..names import Namespace
-from ..ops import INFERRED_ARGS, OpInfo, signature_of
+from ..ops import INFERRED_ARGS, OpInfo, parameter_names, signature_of
 from ..shape_rules import FUNCTION_PARAMS, RULES, Fallback, ShapeCall, ShapeError
 from ..values import BATCH, TensorValue, TupleValue, Value
 from .lower import ParamDecl
 
 __all__ = [
+    "MAX_GRAPH_NODES",
     "MAX_REPEAT",
     "SEQUENCE_FUNCTIONS",
     "BlockUse",
@@ -78,6 +81,46 @@ _PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "str": str,
     "list": list,
 }
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "array": "a list",
+    "null": "null",
+}
+_TYPE_CHECKS = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, (list, tuple)),
+    "null": lambda v: v is None,
+}
+
+
+def _fits(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether a value fits the JSON Schema of a constructor argument ({} fits all)."""
+    if "anyOf" in schema:
+        return any(_fits(value, option) for option in schema["anyOf"])
+    if "enum" in schema:
+        return value in schema["enum"]
+    check = _TYPE_CHECKS.get(schema.get("type", ""))
+    return check is None or check(value)
+
+
+def _expected_words(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        words = [_expected_words(option) for option in schema["anyOf"]]
+        return " or ".join(dict.fromkeys(words))
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    return _TYPE_WORDS.get(schema.get("type", ""), "another value")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -93,6 +136,7 @@ class GraphResult:
     attributes: list[tuple[str, ast.expr]]  # forward-time constants set in __init__
     placeholders: dict[str, tuple[int, int]]  # input-size name -> (input index, dim)
     param_values: dict[str, Any]
+    size: int = 0  # nodes, with block instances and repeated copies expanded
 
 
 @dataclass
@@ -117,6 +161,7 @@ class _State:
     attributes: list[tuple[str, ast.expr]] = field(default_factory=list)
     names: Namespace = field(default_factory=Namespace)
     scope: Scope | None = None
+    size: int = 0
 
 
 def _placeholder_names(
@@ -199,7 +244,7 @@ class Instantiator:
         self.blocks = blocks
         self.uses: dict[str, list[BlockUse]] = {}
         self._cache: dict[Any, GraphResult] = {}
-        self.num_calls = 0
+        self.expanded = 0  # nodes of the model so far, blocks and repeats expanded
 
     # -- errors ---------------------------------------------------------------
 
@@ -210,10 +255,17 @@ class Instantiator:
     def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
         return self.doc.error(path, message, key=key)
 
-    def node_fail(self, node: NodeTemplate, message: str) -> SpecError:
+    def node_fail(
+        self, node: NodeTemplate, message: str, at: str | None = None
+    ) -> SpecError:
+        """An error about a node as a whole, at its ``at`` key when the spec writes one
+        (``in`` for its inputs, an argument's name), else at the node."""
         detail = ", ".join(f"{k}={_short(v)}" for k, v in list(node.kwargs.items())[:3])
         what = node.op_name + (f", {detail}" if detail else "")
-        return self.fail(node.path, f"node {node.name!r} ({what}): {message}")
+        path = node.path
+        if at is not None and (*node.path, at) in self.doc.marks:
+            path = (*node.path, at)
+        return self.fail(path, f"node {node.name!r} ({what}): {message}")
 
     # -- graphs ---------------------------------------------------------------
 
@@ -261,6 +313,7 @@ class Instantiator:
             attributes=state.attributes,
             placeholders=placeholders,
             param_values={k: v.value for k, v in params.items()},
+            size=state.size,
         )
 
     def _shape_of(self, state: _State, ref: str) -> list[Val | None]:
@@ -291,8 +344,12 @@ class Instantiator:
                     ref.path, f"{shown!r} is a single tensor, so {ref} is not defined"
                 )
             if not -len(value.items) <= k < len(value.items):
+                shown = ".".join([ref.name, *map(str, ref.index[:depth])])
+                n = len(value.items)
                 raise self.fail(
-                    ref.path, f"{ref}: {ref.name!r} returns {len(value.items)} values"
+                    ref.path,
+                    f"{ref} is out of range: {shown!r} returns {n} values "
+                    f"({shown}.0 to {shown}.{n - 1})",
                 )
             value = value.items[k]
         if value is None:
@@ -302,13 +359,6 @@ class Instantiator:
     # -- nodes ----------------------------------------------------------------
 
     def node(self, state: _State, node: NodeTemplate, previous: Value | None) -> Value:
-        self.num_calls += 1
-        if self.num_calls > MAX_GRAPH_NODES:
-            raise self.node_fail(
-                node,
-                f"the model expands to more than {MAX_GRAPH_NODES} nodes (blocks and "
-                "repeats included), the limit",
-            )
         if node.inputs is None:
             if previous is None:
                 raise self.node_fail(node, "has no input: give it one with in:")
@@ -341,30 +391,75 @@ class Instantiator:
         if node.repeat is None:
             return None
         path = (*node.path, "repeat")
-        val = self.evaluate(state, node.repeat, path)
+        val = self.evaluate(state, node.repeat, path, what=f"{node.label}, repeat")
         if (
             not isinstance(val.value, int)
             or isinstance(val.value, bool)
             or val.value < 1
         ):
             raise self.fail(
-                path, f"repeat must be a positive integer, received {val.value!r}"
+                path,
+                f"{node.label}: repeat must be a positive integer, received "
+                f"{describe_value(val.value)}",
             )
         if val.value > MAX_REPEAT:
             raise self.fail(
-                path, f"repeat {val.value} is over the limit of {MAX_REPEAT}"
+                path,
+                f"{node.label}: repeat {val.value} is over the limit of {MAX_REPEAT}",
             )
         return val.value
 
+    def grow(self, state: _State, n: int, node: NodeTemplate, walked: bool) -> None:
+        """Count ``n`` more nodes in this graph (and in the model, unless ``walked``:
+        a block instance walked just now was counted node by node)."""
+        state.size += n
+        if not walked:
+            self.expanded += n
+        if self.expanded > MAX_GRAPH_NODES:
+            raise self.node_fail(
+                node,
+                f"the model expands to more than {MAX_GRAPH_NODES} nodes (blocks and "
+                "repeats included), the limit",
+            )
+
     def evaluate(
-        self, state: _State, raw: Any, path: tuple, extra: dict | None = None
+        self,
+        state: _State,
+        raw: Any,
+        path: tuple,
+        extra: dict | None = None,
+        *,
+        what: str,
     ) -> Val:
+        """The value of a spec value; errors name ``what`` (node and argument)."""
         assert state.scope is not None
         scope = state.scope.child(extra) if extra else state.scope
         try:
             return resolve_value(raw, scope)
         except ExpressionError as exc:
-            raise self.fail(path, str(exc)) from None
+            raise self.fail(path, f"{what}: {exc}") from None
+
+    def evaluate_node_args(
+        self, state: _State, node: NodeTemplate, extra: dict | None
+    ) -> tuple[list[Val], dict[str, Val]]:
+        """A node's positional and keyword arguments, evaluated."""
+        args = [
+            self.evaluate(
+                state,
+                a,
+                (*node.path, "args", j),
+                extra,
+                what=f"{node.label}, args[{j}]",
+            )
+            for j, a in enumerate(node.args)
+        ]
+        kwargs = {
+            key: self.evaluate(
+                state, v, (*node.path, key), extra, what=f"{node.label}, {key}"
+            )
+            for key, v in node.kwargs.items()
+        }
+        return args, kwargs
 
     def code(self, state: _State, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
         """The expression for a constructor argument in the class being generated."""
@@ -399,25 +494,16 @@ class Instantiator:
         assert node.op is not None
         op = node.op
         sequence = op.name in SEQUENCE_FUNCTIONS
-        signature = signature_of(op.target)
-        if signature is not None and isinstance(values, list):
-            self.check_function_kwargs(node, signature, len(values))
         value: Value | None = None
         for k in range(count or 1):
             extra = {"i": const(k)} if count is not None else None
-            args = [
-                self.evaluate(state, a, (*node.path, "args", j), extra)
-                for j, a in enumerate(node.args)
-            ]
-            kwargs = {
-                key: self.evaluate(state, v, (*node.path, key), extra)
-                for key, v in node.kwargs.items()
-            }
+            args, kwargs = self.evaluate_node_args(state, node, extra)
             if k > 0:
                 assert value is not None
                 values = [value]
                 refs = [Ref(state.calls[-1].node)]
             value = self.function_shape(node, values, args, kwargs, sequence)
+            self.grow(state, 1, node, walked=False)
             # The last copy carries the node's name: references to the node mean it.
             last = count is None or k == count - 1
             name = node.name if last else state.names.fresh(node.name)
@@ -450,22 +536,6 @@ class Instantiator:
         assert value is not None
         return value
 
-    def check_function_kwargs(
-        self, node: NodeTemplate, signature: inspect.Signature, n_inputs: int
-    ) -> None:
-        params = signature.parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return
-        for key in node.kwargs:
-            if key not in params:
-                raise self.fail(
-                    (*node.path, key),
-                    f"{node.op_name} has no argument {key!r}"
-                    + suggest(key, list(params))
-                    + f"; its arguments: {', '.join(params)}",
-                    key=True,
-                )
-
     def function_shape(
         self,
         node: NodeTemplate,
@@ -483,14 +553,19 @@ class Instantiator:
         ):
             names = [n for n, _ in FUNCTION_PARAMS.get(node.op.name, ())]
             bound = dict(kwargs)
-            if len(args) <= len(names):
+            # A keyword the rule does not read, of a builtin whose names were not
+            # checked before (it has no Python signature): torch must see it.
+            unchecked = signature_of(node.op.target) is None and any(
+                key not in names for key in kwargs
+            )
+            if len(args) <= len(names) and not unchecked:
                 bound.update(zip(names, args))
                 for name, default in FUNCTION_PARAMS.get(node.op.name, ()):
                     bound.setdefault(name, const(default))
                 try:
                     return rule(ShapeCall(node.op.name, list(values), bound))
                 except ShapeError as exc:
-                    raise self.node_fail(node, str(exc)) from None
+                    raise self.node_fail(node, str(exc), exc.at) from None
                 except (Fallback, TypeError, ValueError, IndexError, KeyError):
                     pass  # not covered by the rule: run the op on the meta device
         arg_values = [a.value for a in args]
@@ -511,14 +586,33 @@ class Instantiator:
             result = run_meta(node.op.target, call_args, call_kwargs)
             return from_meta(result, like)
         except MetaError as exc:
+            unknown = _UNEXPECTED_KEYWORD.search(str(exc))
+            if unknown and unknown.group(1) in node.kwargs:
+                key = unknown.group(1)
+                names = parameter_names(node.op.target)
+                raise self.fail(
+                    (*node.path, key),
+                    f"{node.label} has no argument {key!r}"
+                    + suggest(key, names)
+                    + (f"; its arguments: {', '.join(names)}" if names else ""),
+                    key=True,
+                ) from None
             shapes = self.describe_inputs(values)
             raise self.node_fail(node, f"{exc} (inputs: {shapes})") from None
 
     @staticmethod
     def describe_inputs(values: list[Value] | dict[str, Value]) -> str:
+        """'[B,4,5], [B,6,7], run with B=7': torch's own message shows the stand-in
+        batch size as a number, so say which."""
+        listed = list(values.values()) if isinstance(values, dict) else values
         if isinstance(values, dict):
-            return ", ".join(f"{k}={v.render()}" for k, v in values.items())
-        return ", ".join(v.render() for v in values) or "none"
+            text = ", ".join(f"{k}={v.render()}" for k, v in values.items())
+        else:
+            text = ", ".join(v.render() for v in values) or "none"
+        batched = any(
+            isinstance(v, TensorValue) and v.batch_dim is not None for v in listed
+        )
+        return f"{text}, run with B={BATCH}" if batched else text
 
     # -- modules --------------------------------------------------------------
 
@@ -540,11 +634,15 @@ class Instantiator:
                 if not isinstance(value, TensorValue):
                     raise self.node_fail(node, "repeats, so it must return one tensor")
                 values = [value]
+            before = state.size
             if node.op.kind == "block":
                 mdef, value, bound = self.block_instance(state, node, values, extra)
             else:
                 mdef, value, bound = self.torch_module(state, node, values, extra)
+                self.grow(state, 1, node, walked=False)
             copies.append(mdef)
+            if k == 0 and count is not None:
+                self.check_copies(node, count, state.size - before)
         assert value is not None
         if count is None:
             module = copies[0]
@@ -582,6 +680,16 @@ class Instantiator:
         )
         return value
 
+    def check_copies(self, node: NodeTemplate, count: int, each: int) -> None:
+        """Fail before making the copies of a repeat that cannot fit the node limit."""
+        if self.expanded + (count - 1) * each > MAX_GRAPH_NODES:
+            raise self.fail(
+                (*node.path, "repeat"),
+                f"{node.label}: {count} copies of {each} nodes each would take the model "
+                f"to more than {MAX_GRAPH_NODES} nodes (blocks and repeats expanded), "
+                "the limit",
+            )
+
     def bind_module_args(
         self,
         state: _State,
@@ -592,14 +700,7 @@ class Instantiator:
     ) -> tuple[dict[str, Val], set[str]]:
         """Evaluated constructor arguments, inferred ones included, in signature order."""
         signature = signature_of(op.target)
-        kwargs = {
-            key: self.evaluate(state, v, (*node.path, key), extra)
-            for key, v in node.kwargs.items()
-        }
-        args = [
-            self.evaluate(state, a, (*node.path, "args", j), extra)
-            for j, a in enumerate(node.args)
-        ]
+        args, kwargs = self.evaluate_node_args(state, node, extra)
         inferred: dict[str, Val] = {}
         for arg, dim in INFERRED_ARGS.get(op.name, ()):
             if first is None:
@@ -615,17 +716,9 @@ class Instantiator:
             dim_val = first.dim_val(dim % first.rank)
             assert dim_val is not None
             if arg in kwargs:
-                given = kwargs[arg].value
-                expected = dim_val.value
-                if arg == "normalized_shape":
-                    continue
-                if given != expected:
-                    raise self.fail(
-                        (*node.path, arg),
-                        f"node {node.name!r} ({op.name}): {arg} is {given!r}, but its input "
-                        f"{first.render()} has {expected} in dim {dim % first.rank}; "
-                        f"leave {arg} out and nnspec infers it",
-                    )
+                self.check_inferred(
+                    node, arg, kwargs[arg].value, first, dim % first.rank
+                )
                 continue
             inferred[arg] = dim_val
         if signature is None:
@@ -634,7 +727,6 @@ class Instantiator:
         params = [
             p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD
         ]
-        has_var_kw = len(params) != len(signature.parameters)
         positional = [
             p.name
             for p in params
@@ -645,27 +737,33 @@ class Instantiator:
         if len(args) > len(positional):
             raise self.fail(
                 (*node.path, "args"),
-                f"{op.name} takes at most {len(positional)} positional arguments "
+                f"{node.label} takes at most {_count(len(positional), 'positional argument')} "
                 f"({', '.join(positional)}), received {len(args)}",
                 key=True,
             )
-        for name, val in zip(positional, args):
+        written: dict[str, tuple] = {}
+        for j, (name, val) in enumerate(zip(positional, args)):
             bound[name] = val
-        names = {p.name for p in params}
+            written[name] = (*node.path, "args", j)
         for key, val in kwargs.items():
-            if key not in names and not has_var_kw:
-                raise self.fail(
-                    (*node.path, key),
-                    f"{op.class_name} has no argument {key!r}"
-                    + suggest(key, sorted(names))
-                    + f"; its arguments: {', '.join(p.name for p in params)}",
-                    key=True,
-                )
             if key in bound and key not in inferred:
                 raise self.fail(
-                    (*node.path, key), f"{key!r} is also given in args", key=True
+                    (*node.path, key),
+                    f"{node.label}: {key!r} is also given in args",
+                    key=True,
                 )
             bound[key] = val
+            written[key] = (*node.path, key)
+        annotations = {p.name: p.annotation for p in params}
+        for name, at in written.items():
+            expected = json_type(annotations.get(name, inspect.Parameter.empty))
+            value = bound[name].value
+            if not _fits(value, expected):
+                raise self.fail(
+                    at,
+                    f"{node.label}, {name}: expected {_expected_words(expected)}, "
+                    f"received {describe_value(value)}",
+                )
         missing = [
             p.name
             for p in params
@@ -684,6 +782,36 @@ class Instantiator:
             sorted(bound.items(), key=lambda kv: order.get(kv[0], len(order)))
         )
         return ordered, set(inferred)
+
+    def check_inferred(
+        self, node: NodeTemplate, arg: str, given: Any, first: TensorValue, dim: int
+    ) -> None:
+        """An argument the compiler infers, written anyway: it must match the input."""
+        hint = f"; leave {arg} out and nnspec infers it"
+        if arg == "normalized_shape":
+            shape = [given] if isinstance(given, int) else given
+            n = len(shape) if isinstance(shape, (list, tuple)) else 0
+            if 0 < n < first.rank and list(first.shape[first.rank - n :]) == list(
+                shape
+            ):
+                return
+            if n >= first.rank:
+                have = f"has only {first.rank - 1} dimensions besides the batch"
+            elif n > 1:
+                have = f"ends with {list(first.shape[first.rank - n :])}"
+            else:
+                have = f"has {first.shape[dim]} in dim {dim}"
+            raise self.fail(
+                (*node.path, arg),
+                f"{node.label}: {arg} is {given!r}, but its input {first.render()} "
+                f"{have}{hint}",
+            )
+        if given != first.shape[dim]:
+            raise self.fail(
+                (*node.path, arg),
+                f"{node.label}: {arg} is {given!r}, but its input {first.render()} has "
+                f"{first.shape[dim]} in dim {dim}{hint}",
+            )
 
     def ctor_ast(
         self,
@@ -789,7 +917,11 @@ class Instantiator:
         return patches
 
     def run_module(
-        self, node: NodeTemplate, module: Any, values: list[Value] | dict[str, Value]
+        self,
+        node: NodeTemplate,
+        module: Any,
+        values: list[Value] | dict[str, Value],
+        context: str = "",
     ) -> Any:
         try:
             if isinstance(values, dict):
@@ -798,7 +930,7 @@ class Instantiator:
             return run_meta(module, meta_inputs(values), {})
         except MetaError as exc:
             raise self.node_fail(
-                node, f"{exc} (inputs: {self.describe_inputs(values)})"
+                node, f"{context}{exc} (inputs: {self.describe_inputs(values)})"
             ) from None
 
     def meta_module(
@@ -857,7 +989,10 @@ class Instantiator:
         bound: dict[str, Val],
         values: list[Value] | dict[str, Value],
         rules: bool = True,
+        context: str = "",
     ) -> Value:
+        """The module's output for these inputs; errors are the node's, after
+        ``context``."""
         rule = RULES.get(op.name) if op.import_module is None and rules else None
         if rule is not None and isinstance(values, list):
             signature = signature_of(op.target)
@@ -869,15 +1004,15 @@ class Instantiator:
             try:
                 return rule(ShapeCall(op.name, list(values), full))
             except ShapeError as exc:
-                raise self.node_fail(node, str(exc)) from None
+                raise self.node_fail(node, f"{context}{exc}", exc.at) from None
             except (Fallback, TypeError, ValueError, IndexError, KeyError):
                 pass  # not covered by the rule: run the op on the meta device
-        result = self.run_module(node, module, values)
+        result = self.run_module(node, module, values, context)
         like = values[0] if isinstance(values, list) and values else None
         try:
             return from_meta(result, like if isinstance(like, TensorValue) else None)
         except MetaError as exc:
-            raise self.node_fail(node, str(exc)) from None
+            raise self.node_fail(node, f"{context}{exc}") from None
 
     # -- blocks ---------------------------------------------------------------
 
@@ -890,26 +1025,27 @@ class Instantiator:
     ) -> dict[str, Val]:
         decls: dict[str, ParamDecl] = block.params
         names = list(decls)
-        given: dict[str, Val] = {}
         if len(node.args) > len(names):
             raise self.fail(
                 (*node.path, "args"),
-                f"block {block.name} takes {len(names)} params ({', '.join(names)}), "
-                f"received {len(node.args)} positional arguments",
+                f"{node.label}: block {block.name} takes "
+                f"{_count(len(names), 'param')} ({', '.join(names)}), received "
+                f"{_count(len(node.args), 'positional argument')}",
                 key=True,
             )
-        for j, (name, raw) in enumerate(zip(names, node.args)):
-            given[name] = self.evaluate(state, raw, (*node.path, "args", j), extra)
-        for key, raw in node.kwargs.items():
-            if key not in decls:
+        # (Unknown param names were reported when the graph was lowered.)
+        args, kwargs = self.evaluate_node_args(state, node, extra)
+        given: dict[str, Val] = dict(zip(names, args))
+        written = {name: (*node.path, "args", j) for j, name in enumerate(given)}
+        for key, val in kwargs.items():
+            if key in given:
                 raise self.fail(
                     (*node.path, key),
-                    f"block {block.name} has no param {key!r}"
-                    + suggest(key, names)
-                    + f"; its params: {', '.join(names) or 'none'}",
+                    f"{node.label}: {key!r} is also given in args",
                     key=True,
                 )
-            given[key] = self.evaluate(state, raw, (*node.path, key), extra)
+            given[key] = val
+            written[key] = (*node.path, key)
         for name, decl in decls.items():
             if name not in given and decl.required:
                 raise self.node_fail(node, f"block {block.name} needs param {name!r}")
@@ -919,12 +1055,10 @@ class Instantiator:
                     decl.type in ("int", "float") and isinstance(value, bool)
                 )
                 if not ok and not (value is None and not decl.required):
-                    at = (*node.path, name) if name in node.kwargs else node.path
                     raise self.fail(
-                        at,
-                        f"block {block.name} param {name!r} expects {decl.type}, "
-                        f"received {value!r}",
-                        key=name in node.kwargs,
+                        written[name],
+                        f"{node.label}, param {name!r}: expected {decl.type}, "
+                        f"received {describe_value(value)}",
                     )
         return given
 
@@ -939,7 +1073,7 @@ class Instantiator:
             if unknown:
                 raise self.fail(
                     (*node.path, "in", unknown[0]),
-                    f"block {block.name} has no input {unknown[0]!r}"
+                    f"{node.label}: block {block.name} has no input {unknown[0]!r}"
                     + suggest(unknown[0], block.inputs)
                     + f"; its inputs: {', '.join(block.inputs)}",
                     key=True,
@@ -947,7 +1081,7 @@ class Instantiator:
             missing = [k for k in block.inputs if k not in values]
             if missing:
                 raise self.node_fail(
-                    node, f"block {block.name} needs input {missing[0]!r}"
+                    node, f"block {block.name} needs input {missing[0]!r}", "in"
                 )
             ordered = [values[k] for k in block.inputs]
         else:
@@ -957,6 +1091,7 @@ class Instantiator:
                 node,
                 f"block {block.name} takes {len(block.inputs)} input(s) "
                 f"({', '.join(block.inputs)}), received {len(ordered)}",
+                "in",
             )
         return ordered
 
@@ -975,7 +1110,9 @@ class Instantiator:
         for name, decl in block.params.items():
             value = given[name].value if name in given else decl.default
             child_params[name] = Val(value, ast.Name(name, ast.Load()))
+        walked_before = self.expanded
         result = self.run_block(block, child_params, inputs, node)
+        self.grow(state, result.size, node, walked=self.expanded != walked_before)
         # What the parent passes: given params, used input sizes, hoisted values.
         used = set()
         for mdef in result.modules:
@@ -1048,7 +1185,18 @@ class Instantiator:
             else v
             for v in inputs
         ]
-        result = self.run(block, params, fresh_inputs, symbolic=True)
+        try:
+            result = self.run(block, params, fresh_inputs, symbolic=True)
+        except SpecError as exc:
+            # The mistake is inside the block; say which use of it led there.
+            line = self.doc.where(node.path)[0]
+            note = f" (in block {block.name}, as used by {node.label} at line {line})"
+            raise SpecError(
+                diagnostics=[
+                    replace(d, message=d.message + note) for d in exc.diagnostics
+                ],
+                source=exc.source,
+            ) from None
         self._cache[key] = result
         return result
 
@@ -1073,6 +1221,7 @@ class Instantiator:
         else:
             value = self.shared_shape(state, node, original, op, bound, values)
         assert value is not None
+        self.grow(state, 1, node, walked=False)
         state.calls.append(
             Call(
                 node=node.name,
@@ -1127,12 +1276,8 @@ class Instantiator:
             }
             return _translate(result.output_value, mapping)
         module = self.meta_module(original, op, bound)
-        try:
-            return self.module_shape(original, op, module, bound, values)
-        except SpecError as exc:
-            raise self.node_fail(
-                node, f"shares {node.use!r}, built for other inputs: {exc.message}"
-            ) from None
+        context = f"shares {node.use!r}, built for other inputs: "
+        return self.module_shape(node, op, module, bound, values, context=context)
 
 
 def model_inputs(spec_inputs: dict[str, Any]) -> list[Value]:

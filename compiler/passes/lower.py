@@ -10,11 +10,24 @@ from ...spec.model import BlockParam, NodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..graph import GraphTemplate, NodeTemplate, Outputs, Ref
 from ..names import Namespace, class_name_problem, name_problem, snake_case
-from ..ops import OpInfo, OpLookupError, module_names, resolve_op
+from ..ops import (
+    OpInfo,
+    OpLookupError,
+    input_names,
+    module_names,
+    resolve_op,
+    signature_of,
+)
 
 __all__ = ["ParamDecl", "lower_spec"]
 
 _RESERVED_NODE_KEYS = {"op", "name", "in", "args", "repeat", "use"}
+
+
+def _valid_argument(key: str) -> bool:
+    return (
+        key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("__")
+    )
 
 
 class ParamDecl:
@@ -37,6 +50,7 @@ class _Lowering:
         self.spec = spec
         self.allow_imports = allow_imports
         self.errors: list[Diagnostic] = []
+        self.block_decls: dict[str, dict[str, ParamDecl]] = {}
 
     def error(self, path: tuple, message: str, *, key: bool = False) -> None:
         self.errors.append(self.doc.diagnostic(path, message, key=key))
@@ -139,17 +153,13 @@ class _Lowering:
                 (*path, "use"), "a node has either 'op' or 'use', not both", key=True
             )
             return None
-        for key in extras:
-            if not key.isidentifier() or keyword.iskeyword(key) or key.startswith("__"):
-                self.error(
-                    (*path, key), f"{key!r} is not a valid argument name", key=True
-                )
         op: OpInfo | None = None
         if raw.op is not None:
             try:
                 op = resolve_op(raw.op, self.spec.blocks, self.allow_imports)
             except OpLookupError as exc:
-                self.error(op_path, str(exc))
+                named = f"node {raw.name!r}: " if raw.name else ""
+                self.error(op_path, f"{named}{exc}")
                 return None
             default = snake_case(raw.op)
         else:
@@ -165,9 +175,21 @@ class _Lowering:
             if raw.repeat is not None:
                 self.error((*path, "repeat"), "'use' nodes cannot repeat", key=True)
         name = raw.name if raw.name is not None else namespace.fresh(default)
+        label = f"node {name!r} ({raw.op or f'use {raw.use}'})"
+        for key in extras:
+            if not _valid_argument(key):
+                self.error(
+                    (*path, key),
+                    f"{label}: {key!r} is not a valid argument name",
+                    key=True,
+                )
+        if op is not None:
+            self.check_arguments(op, extras, path, label)
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
-        refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first)
+        refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first, label)
+        if op is not None and isinstance(raw.in_, dict):
+            self.check_input_names(op, raw.in_, (*path, "in"), label)
         patch = None
         if raw.patch is not None:
             patch = self.patch_nodes(raw, op, path)
@@ -235,6 +257,60 @@ class _Lowering:
             )
         return nodes
 
+    def check_arguments(
+        self, op: OpInfo, extras: dict[str, Any], path: tuple, label: str
+    ) -> None:
+        """Every keyword argument must be one the op takes (when Python can tell)."""
+        if op.kind == "block":
+            decls = self.block_decls.get(op.name, {})
+            for key in extras:
+                if key not in decls:
+                    self.error(
+                        (*path, key),
+                        f"{label} has no param {key!r}"
+                        + suggest(key, list(decls))
+                        + f"; block {op.name}'s params: {', '.join(decls) or 'none'}",
+                        key=True,
+                    )
+            return
+        signature = signature_of(op.target)
+        if signature is None:
+            return
+        params = signature.parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return
+        names = [p.name for p in params if p.kind is not p.VAR_POSITIONAL]
+        for key in extras:
+            if key not in names and _valid_argument(key):
+                self.error(
+                    (*path, key),
+                    f"{label} has no argument {key!r}"
+                    + suggest(key, names)
+                    + f"; its arguments: {', '.join(names)}",
+                    key=True,
+                )
+
+    def check_input_names(
+        self, op: OpInfo, given: dict[str, Any], path: tuple, label: str
+    ) -> None:
+        """Inputs given by name must be names the op's inputs have."""
+        if op.kind == "block":
+            names = self.spec.blocks[op.name].inputs
+        else:
+            found = input_names(op)
+            if found is None:
+                return
+            names = found
+        for key in given:
+            if key not in names and key.isidentifier() and not keyword.iskeyword(key):
+                self.error(
+                    (*path, key),
+                    f"{label} has no input {key!r}"
+                    + suggest(key, names)
+                    + f"; its inputs: {', '.join(names)}",
+                    key=True,
+                )
+
     def check_use(
         self,
         target: str,
@@ -274,9 +350,13 @@ class _Lowering:
         path: tuple,
         defined: dict[str, NodeTemplate | None],
         later: dict[str, tuple],
+        label: str,
     ) -> Ref | None:
         if not isinstance(text, str):
-            self.error(path, f"a reference is a node or input name, received {text!r}")
+            self.error(
+                path,
+                f"{label}: a reference is a node or input name, received {text!r}",
+            )
             return None
         name, *rest = text.split(".")
         try:
@@ -284,7 +364,8 @@ class _Lowering:
         except ValueError:
             self.error(
                 path,
-                f"bad reference {text!r}: after the name come only element numbers (lstm.0)",
+                f"{label}: bad reference {text!r}: after the name come only element "
+                "numbers (lstm.0)",
             )
             return None
         if name not in defined:
@@ -292,13 +373,13 @@ class _Lowering:
                 line = self.doc.where(later[name])[0]
                 self.error(
                     path,
-                    f"{name!r} is defined later in the graph; a node can only take earlier "
-                    f"nodes or inputs (line {line})",
+                    f"{label}: {name!r} is defined later in the graph (line {line}); a "
+                    "node can only take earlier nodes or inputs",
                 )
             else:
                 self.error(
                     path,
-                    f"unknown reference {name!r}"
+                    f"{label}: unknown reference {name!r}"
                     + suggest(name, list(defined))
                     + f"; known here: {', '.join(defined) or 'none'}",
                 )
@@ -313,20 +394,23 @@ class _Lowering:
         later: dict[str, tuple],
         inputs: list[str],
         first: bool,
+        label: str,
     ) -> list[Ref] | dict[str, Ref] | None:
         if raw is None:
             # The first node takes the first input; later ones the previous node.
             return [Ref(inputs[0], (), path)] if first and inputs else None
         if isinstance(raw, str):
-            ref = self.parse_ref(raw, path, defined, later)
+            ref = self.parse_ref(raw, path, defined, later, label)
             return [ref] if ref else []
         if isinstance(raw, list):
             found = [
-                self.parse_ref(r, (*path, i), defined, later) for i, r in enumerate(raw)
+                self.parse_ref(r, (*path, i), defined, later, label)
+                for i, r in enumerate(raw)
             ]
             return [r for r in found if r is not None]
         found_map = {
-            k: self.parse_ref(v, (*path, k), defined, later) for k, v in raw.items()
+            k: self.parse_ref(v, (*path, k), defined, later, label)
+            for k, v in raw.items()
         }
         for key in raw:
             if not key.isidentifier() or keyword.iskeyword(key):
@@ -344,17 +428,18 @@ class _Lowering:
             last = nodes[-1].name if nodes else next(iter(defined), "x")
             return Outputs("single", [Ref(last, (), path)], path=path)
         if isinstance(raw, str):
-            ref = self.parse_ref(raw, path, defined, {})
+            ref = self.parse_ref(raw, path, defined, {}, "outputs")
             return Outputs("single", [ref] if ref else [], path=path)
         if isinstance(raw, list):
             found = [
-                self.parse_ref(r, (*path, i), defined, {}) for i, r in enumerate(raw)
+                self.parse_ref(r, (*path, i), defined, {}, "outputs")
+                for i, r in enumerate(raw)
             ]
             return Outputs("tuple", [r for r in found if r], path=path)
         keys: list[str] = []
         refs: list[Ref] = []
         for key, value in raw.items():
-            ref = self.parse_ref(value, (*path, key), defined, {})
+            ref = self.parse_ref(value, (*path, key), defined, {}, "outputs")
             if ref:
                 keys.append(key)
                 refs.append(ref)
@@ -414,6 +499,8 @@ def lower_spec(
         lowering.error(("name",), f"model name {spec.name!r} {problem}")
     blocks: dict[str, GraphTemplate] = {}
     for name, block in spec.blocks.items():
+        lowering.block_decls[name] = lowering.block_params(name, block.params)
+    for name, block in spec.blocks.items():
         problem = class_name_problem(name)
         if problem or name == spec.name:
             reason = problem or "is also the model's name"
@@ -426,7 +513,7 @@ def lower_spec(
                 key=True,
             )
             continue
-        decls = lowering.block_params(name, block.params)
+        decls = lowering.block_decls[name]
         clash = set(decls) & set(block.inputs)
         for pname in clash:
             lowering.error(

@@ -25,7 +25,8 @@ def test_misspelt_argument_is_reported_at_the_key() -> None:
         layers:
           - {op: Conv2d, out_channels: 4, kernal_size: 3}
         """,
-        5, 35, "Conv2d has no argument 'kernal_size'", "did you mean 'kernel_size'?",
+        5, 35, "node 'conv2d' (Conv2d) has no argument 'kernal_size'",
+        "did you mean 'kernel_size'?",
     )  # fmt: skip
 
 
@@ -50,7 +51,7 @@ def test_cat_shape_mismatch_names_the_dimension() -> None:
         layers:
           - {op: cat, in: [a, b], dim: 1}
         """,
-        7, 5, "node 'cat' (cat, dim=1)", "[B,64,32,32] and [B,64,31,31] differ in dim 2",
+        7, 19, "node 'cat' (cat, dim=1)", "[B,64,32,32] and [B,64,31,31] differ in dim 2",
     )  # fmt: skip
 
 
@@ -162,10 +163,13 @@ def test_block_param_errors() -> None:
           - {op: Mlp, %s}
         """
     expect_error(
-        body % "widht: 3", 10, 15, "Mlp has no param 'widht'", "did you mean 'width'?"
+        body % "widht: 3", 10, 15, "(Mlp) has no param 'widht'", "did you mean 'width'?"
     )
     expect_error(
-        body % "width: wide", 10, 15, "param 'width' expects int, received 'wide'"
+        body % "width: wide",
+        10,
+        22,
+        "param 'width': expected int, received string 'wide'",
     )
     expect_error(body % "name: m", 10, 5, "Mlp needs param 'width'")
 
@@ -249,7 +253,7 @@ def test_rnn_arguments_are_checked_too() -> None:
         layers:
           - {op: LSTM, hiden_size: 8}
         """,
-        5, 16, "LSTM has no argument 'hiden_size'", "did you mean 'hidden_size'?",
+        5, 16, "node 'lstm' (LSTM) has no argument 'hiden_size'", "did you mean 'hidden_size'?",
     )  # fmt: skip
 
 

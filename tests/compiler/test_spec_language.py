@@ -402,7 +402,8 @@ layers:
   - {op: cat, in: [a, b], dim: 1}
 """
     error = _errors(text)
-    line, column = _position(text, "{op: cat")
+    # The error points at the node's inputs, where the shapes that met come from.
+    line, column = _position(text, "[a, b]")
     expected = SECTION_5_SHAPE_ERROR.replace(
         "unet.yaml:41:7", f"spec.yaml:{line}:{column}"
     )

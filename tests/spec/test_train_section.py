@@ -76,7 +76,7 @@ def test_every_mistake_of_the_section_is_reported_at_once() -> None:
         "t.yaml:10:17: error: train.data.batch_size: expected at least 1, received 0",
         "t.yaml:11:19: error: train.data.val_fraction: expected less than 1, "
         "received 1.5",
-        "t.yaml:12:16: error: train.loss.head is missing the required key 'target'",
+        "t.yaml:12:10: error: train.loss.head is missing the required key 'target'",
         "t.yaml:13:14: error: train.precision: expected one of '32-true', "
         "'bf16-mixed', '16-mixed', received string 'bf16'",
         "t.yaml:14:19: error: train.compile.mode: expected one of 'default', "
