@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .spec import SpecError
+from .spec.yaml_source import parse_value
 
 __all__ = ["add_spec_arguments", "compile_main", "main", "parse_params", "run_command"]
 
@@ -44,7 +45,7 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not name.strip():
             raise UsageError(f"-p expects name=value, received {item!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = parse_value(text) if text.strip() else ""
         except yaml.YAMLError:
             value = text
         if isinstance(value, dict):

@@ -166,3 +166,15 @@ def test_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_missing_spec_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert compile_main([str(tmp_path / "none.yaml")]) == 2
     assert "no such spec file" in capsys.readouterr().err
+
+
+def test_param_values_are_read_as_the_spec_reads_them() -> None:
+    from nnspec.cli import parse_params
+
+    assert parse_params(["lr=1e-3", "n=3", "act=relu", "sizes=[1, 2]", "on=true"]) == {
+        "lr": 0.001,
+        "n": 3,
+        "act": "relu",
+        "sizes": [1, 2],
+        "on": True,
+    }
