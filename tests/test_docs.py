@@ -22,6 +22,12 @@ WRAPPERS = {
         "layers:\n  - {op: Up, in: [x, skip], out: 4}\n  - {op: DoubleConv, out: 2}\n",
     ),
     "blocks": ("nnspec: 1\nname: Doc\ninputs: {x: [3, 16, 16]}\n", ""),
+    "train": (
+        "nnspec: 1\nname: Doc\ninputs: {image: [1, 8, 8]}\n"
+        "layers: [Flatten, {op: Linear, name: fc, out_features: 10}]\n"
+        "outputs: {logits: fc}\n",
+        "",
+    ),
     "init": (
         "nnspec: 1\nname: Doc\ninputs: {x: [3, 8, 8]}\n"
         "layers:\n"
@@ -57,6 +63,9 @@ def as_spec(body: str) -> str | None:
     if stripped.startswith("blocks:"):
         kind = "blocks-unet" if "Up:" in body else "blocks"
         head, tail = WRAPPERS[kind]
+        return head + body + tail
+    if stripped.startswith("train:"):
+        head, tail = WRAPPERS["train"]
         return head + body + tail
     if stripped.startswith("init:"):
         head, tail = WRAPPERS["init"]
