@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "graph": "nnspec.views:register_graph",
     "profile": "nnspec.views:register_profile",
     "train": "nnspec.runtime.cli:register_train",
+    "export-weights": "nnspec.runtime.cli:register_export_weights",
 }
 
 
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
         "profile": "profile training steps with torch.profiler",
         "train": "train the model as the spec's train: section says",
+        "export-weights": "write a run's trained weights to a .safetensors file",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")

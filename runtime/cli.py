@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -13,7 +14,13 @@ from nnspec.cli import UsageError, add_spec_arguments, parse_params
 from ..spec.yaml_source import parse_value
 from .errors import TrainError
 
-__all__ = ["parse_overrides", "register_train", "train_command"]
+__all__ = [
+    "export_weights_command",
+    "parse_overrides",
+    "register_export_weights",
+    "register_train",
+    "train_command",
+]
 
 EXIT_TRAIN_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -84,3 +91,48 @@ def register_train(parser: argparse.ArgumentParser) -> None:
         "--set optimizer.lr=0.01; the value is read as YAML",
     )
     parser.set_defaults(handler=train_command)
+
+
+def export_weights_command(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .rundir import RunDir
+    from .weights import save_weights
+
+    run = RunDir(Path(args.run_dir))
+    source = run.best if args.checkpoint == "best" else run.last
+    if not source.exists():
+        raise UsageError(
+            f"{args.run_dir} has no {args.checkpoint} checkpoint ({source})"
+        )
+    try:
+        state = load_checkpoint(source)
+    except TrainError as exc:
+        raise UsageError(str(exc)) from None
+    target = (
+        Path(args.output) if args.output else Path(args.run_dir) / "model.safetensors"
+    )
+    save_weights(state["model"], target)
+    print(
+        f"wrote {target} ({len(state['model'])} tensors, step {state.get('step', '?')})"
+    )
+    return 0
+
+
+def register_export_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory of nnspec train"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write (.safetensors, or .pt for a torch file; "
+        "default: RUN_DIR/model.safetensors)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="best",
+        help="which checkpoint's weights (default: best)",
+    )
+    parser.set_defaults(handler=export_weights_command)

@@ -54,6 +54,7 @@ from .device import (
 )
 from .errors import NonFiniteLossError
 from .logs import RunLog
+from .param_groups import optimizer_groups, unfreeze_at
 from .rundir import RunDir
 from .settings import ELEMENTWISE_LOSSES, Settings, output_names, resolve_settings
 
@@ -147,8 +148,9 @@ class Trainer:
 
         # Model, optimizer, schedule, losses.
         self.model = self.spec.build().to(self.device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = s.optimizer(self.params, **s.optimizer_args)
+        groups = optimizer_groups(self.model, t, s.error)
+        self.params = [p for group in groups for p in group["params"]]
+        self.optimizer = s.optimizer(groups, **s.optimizer_args)
         self.scheduler = self._make_scheduler()
         self.scaler = make_scaler(self.device, t.precision)
         for term in s.losses:
@@ -194,6 +196,8 @@ class Trainer:
         self.model.train()
         while position.step < plan.max_steps and not stop.requested:
             if batches is None:  # a new epoch, or the rest of the one resumed
+                if t.unfreeze:
+                    unfreeze_at(self.model, t, position.epoch + 1)
                 batches = self.train_data.epoch(
                     position.epoch,
                     shuffle=t.data.shuffle,

@@ -400,6 +400,15 @@ def _optimizer(train: TrainSpec, fail: Any) -> tuple[type, dict[str, Any]]:
     cls = _lookup(spec.op, optimizer_classes(), "optimizer", (*path, "op"), fail)
     arguments = spec.arguments
     _check_arguments(cls, arguments, ("params",), f"optimizer {spec.op}", path, fail)
+    for i, group in enumerate(spec.param_groups or []):
+        _check_arguments(
+            cls,
+            group.arguments,
+            ("params",),
+            f"parameter group {group.match!r} of {spec.op}",
+            (*path, "param_groups", i),
+            fail,
+        )
     try:  # catches bad values (a negative lr) here, at the spec's line
         cls(_probe_parameters(), **arguments)
     except (TypeError, ValueError) as exc:

@@ -115,10 +115,31 @@ class LossTerm(_WithArguments):
     weight: float = Field(1.0, description="The term's weight in the summed loss.")
 
 
+class ParamGroupSpec(_WithArguments):
+    """Parameters whose names match a glob, with their own optimizer arguments."""
+
+    match: str = Field(
+        description="A glob over parameter names (backbone.*, head.weight); a "
+        "parameter joins the first group that matches it, else the default group."
+    )
+
+
 class OptimizerSpec(_WithArguments):
     """A torch.optim class; other keys are its arguments (lr, weight_decay, ...)."""
 
     op: str = Field(description="A torch.optim class: AdamW, SGD, Adam, ...")
+    param_groups: list[ParamGroupSpec] | None = Field(
+        None,
+        description="Groups of parameters with their own arguments, e.g. "
+        "[{match: 'backbone.*', lr: 1e-4}].",
+    )
+
+
+class UnfreezeSpec(_Strict):
+    """Frozen parameters that start training at the start of an epoch."""
+
+    at_epoch: PositiveInt = Field(description="The epoch (1-based) they start at.")
+    match: str = Field(description="A glob over parameter names (backbone.layer4.*).")
 
 
 class SchedulerSpec(_WithArguments):
@@ -222,4 +243,8 @@ class TrainSpec(_Strict):
         "val_loss",
         description="The validation value that picks the best checkpoint: "
         "val_loss or val_<metric>.",
+    )
+    unfreeze: list[UnfreezeSpec] = Field(
+        default_factory=list,
+        description="Frozen parameters that start training at a later epoch.",
     )
