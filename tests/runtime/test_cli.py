@@ -52,7 +52,11 @@ def test_set_and_params_reach_the_run(
     info = json.loads((out / "train.json").read_text())
     assert info["overrides"] == {"steps": 3, "optimizer.lr": 0.05}
     assert info["params"] == {"width": 4}
-    assert info["train"]["optimizer"] == {"op": "AdamW", "lr": 0.05}
+    assert info["train"]["optimizer"] == {
+        "op": "AdamW",
+        "lr": 0.05,
+        "param_groups": None,
+    }
     assert list(train_losses(out)) == [1, 2, 3]
     weights = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert weights["hidden.weight"].shape == (4, 6)
