@@ -13,7 +13,9 @@ from nnspec.runtime import Trainer
 from nnspec.runtime.weights import save_weights
 
 
-def test_only_the_new_head_changes(tiny_spec: Callable[..., Path], tmp_path: Path) -> None:
+def test_only_the_new_head_changes(
+    tiny_spec: Callable[..., Path], tmp_path: Path
+) -> None:
     base = tiny_spec()  # tiny.yaml with its train section, data.pt beside it
     pretrained = nnspec.load(base).build()
     save_weights(pretrained, tmp_path / "pretrained.safetensors")
@@ -30,7 +32,11 @@ def test_only_the_new_head_changes(tiny_spec: Callable[..., Path], tmp_path: Pat
     trainer.fit()
     model = trainer.model
     # The backbone is the pretrained one, untouched by training...
-    torch.testing.assert_close(model.hidden.weight, pretrained.hidden.weight, rtol=0, atol=0)
-    torch.testing.assert_close(model.hidden.bias, pretrained.hidden.bias, rtol=0, atol=0)
+    torch.testing.assert_close(
+        model.hidden.weight, pretrained.hidden.weight, rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        model.hidden.bias, pretrained.hidden.bias, rtol=0, atol=0
+    )
     # ...and the head, though of the same shape and so loaded too, has trained.
     assert not torch.equal(model.head.weight.detach(), pretrained.head.weight)
