@@ -96,25 +96,17 @@ def block_class(
         params.append(CtorParam(name, _annotation(decl, seen), default, decl.doc))
     for name, val in result.hoisted:
         params.append(CtorParam(name, _ANNOTATIONS.get(type(val.value), "object")))
+    return model_class(template, result, params)
+
+
+def model_class(
+    template: GraphTemplate, result: GraphResult, params: list[CtorParam] | None = None
+) -> ClassIR:
+    """The class of a walked graph; the model's takes no constructor parameters."""
     return ClassIR(
         name=template.name,
         doc=template.doc,
-        params=params,
-        inputs=template.inputs,
-        input_values=result.input_values,
-        modules=result.modules,
-        calls=result.calls,
-        outputs=template.outputs,
-        output_value=result.output_value,
-        attributes=result.attributes,
-    )
-
-
-def model_class(template: GraphTemplate, result: GraphResult) -> ClassIR:
-    return ClassIR(
-        name=template.name,
-        doc=template.doc,
-        params=[],
+        params=params or [],
         inputs=template.inputs,
         input_values=result.input_values,
         modules=result.modules,
