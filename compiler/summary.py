@@ -34,6 +34,7 @@ __all__ = [
     "OutputSummary",
     "Totals",
     "summarize",
+    "tensors_in",
 ]
 
 #: The input of a repeat's first copy, in a repeat's own namespace.
@@ -508,7 +509,7 @@ def _backward_flops(output: Any) -> tuple[int | None, str | None]:
     """FLOPs of the backward pass from the sum of the outputs; 0 when nothing trains."""
     leaves = [
         t
-        for t in _tensors(output)
+        for t in tensors_in(output)
         if t.requires_grad and (t.is_floating_point() or t.is_complex())
     ]
     if not leaves:
@@ -549,15 +550,16 @@ def _one_line(exc: BaseException) -> str:
     return first if len(first) < 300 else first[:300] + "..."
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a value: a tensor, or tuples, lists and dicts holding them."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (tuple, list)):
         for item in value:
-            yield from _tensors(item)
+            yield from tensors_in(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _tensors(item)
+            yield from tensors_in(item)
 
 
 def _runtime_value(output: Any, like: Value | None) -> Value | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
+from ..compiler.summary import tensors_in
 from ..compiler.summary_table import format_bytes, format_count
 from ..compiler.values import TensorValue
 
@@ -214,17 +214,6 @@ def synthetic_batch(
     return batch
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
-
-
 class _Trainer:
     """One training step: forward, mean of the outputs as the loss, backward, SGD."""
 
@@ -237,7 +226,7 @@ class _Trainer:
     def step(self) -> None:
         with record_function("forward"):
             outputs = [
-                t for t in _tensors(self.model(*self.batch)) if t.is_floating_point()
+                t for t in tensors_in(self.model(*self.batch)) if t.is_floating_point()
             ]
         if not outputs:
             raise ValueError("the model returns no floating-point tensor to train on")
