@@ -126,6 +126,9 @@ class ModuleDef:
     param_shapes: tuple[tuple[int, ...], ...] = ()  # their shapes, in the same order
     # (path, class, ((param, shape), ...)) of the modules inside a torch module
     nested: tuple[tuple[str, str, tuple[tuple[str, tuple[int, ...]], ...]], ...] = ()
+    # Names of the module's classes and their torch.nn bases, by path ('' for itself):
+    # an init rule for Linear also reaches a subclass of Linear.
+    kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)
     num_params: int = 0
     # Submodules replaced after construction: (dotted path inside, constructor).
     patches: list[tuple[str, ast.expr]] = field(default_factory=list)

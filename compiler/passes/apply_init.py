@@ -31,6 +31,7 @@ class ModuleEntry:
     class_name: str
     params: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...] = ()
+    kinds: tuple[str, ...] = ()  # its class and torch.nn base classes, by name
 
     def shape_of(self, param: str) -> tuple[int, ...]:
         return self.shapes[self.params.index(param)]
@@ -40,8 +41,9 @@ def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleE
     """Every module under ``modules``, in registration order, nested ones included."""
     for module in modules:
         path = f"{prefix}{module.name}"
+        kinds = module.kinds.get("", (module.value_class,))
         yield ModuleEntry(
-            path, module.value_class, module.param_names, module.param_shapes
+            path, module.value_class, module.param_names, module.param_shapes, kinds
         )
         for sub, class_name, params in module.nested:
             yield ModuleEntry(
@@ -49,6 +51,7 @@ def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleE
                 class_name,
                 tuple(n for n, _ in params),
                 tuple(shape for _, shape in params),
+                module.kinds.get(sub, (class_name,)),
             )
         if module.children:
             yield from walk_modules(module.children, f"{path}.")
@@ -68,7 +71,7 @@ def _matches(pattern: str, entry: ModuleEntry, class_names: set[str]) -> bool:
     if _GLOB_CHARS & set(pattern):
         return fnmatch.fnmatchcase(entry.path, pattern)
     if pattern in class_names:
-        return entry.class_name == pattern
+        return pattern in (entry.kinds or (entry.class_name,))
     return entry.path == pattern
 
 
@@ -76,7 +79,7 @@ class _InitRules:
     def __init__(self, doc: Document, entries: list[ModuleEntry]) -> None:
         self.doc = doc
         self.entries = entries
-        self.class_names = {e.class_name for e in entries}
+        self.class_names = {k for e in entries for k in (e.kinds or (e.class_name,))}
         self.initializers = _initializers()
         self._tried: set[tuple[Any, ...]] = set()
 
@@ -216,7 +219,7 @@ class _InitRules:
 
 
 def _freeze(doc: Document, spec: SpecModel, entries: list[ModuleEntry]) -> list[str]:
-    class_names = {e.class_name for e in entries}
+    class_names = {k for e in entries for k in (e.kinds or (e.class_name,))}
     frozen: list[str] = []
     for i, pattern in enumerate(spec.freeze):
         matched = [e for e in entries if _matches(pattern, e, class_names)]

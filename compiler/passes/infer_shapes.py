@@ -191,6 +191,15 @@ def _placeholder_names(
     return names
 
 
+def _class_names(cls: type) -> tuple[str, ...]:
+    """A module class's name and those of its bases up to (not including) nn.Module."""
+    return tuple(
+        base.__name__
+        for base in cls.__mro__
+        if issubclass(base, torch.nn.Module) and base is not torch.nn.Module
+    )
+
+
 def _names_in(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
@@ -968,6 +977,7 @@ class Instantiator:
             for path, sub in module.named_modules()
             if path
         )
+        kinds = {path: _class_names(type(sub)) for path, sub in module.named_modules()}
         own = list(module.named_parameters(recurse=False))
         return ModuleDef(
             name=node.name,
@@ -978,6 +988,7 @@ class Instantiator:
             param_names=tuple(n for n, _ in own),
             param_shapes=tuple(tuple(p.shape) for _, p in own),
             nested=nested,
+            kinds=kinds,
             num_params=sum(p.numel() for p in module.parameters()),
         )
 
