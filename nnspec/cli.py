@@ -107,7 +107,8 @@ def summary_text(spec: Any, target: Path) -> str:
     trainable = sum(p.numel() for p in meta.parameters() if p.requires_grad)
     lines = [
         f"{model.name}: {len(compiled.result.calls)} nodes, "
-        f"{len(compiled.blocks)} block classes, {total:,} parameters"
+        f"{len(compiled.blocks)} block class{'' if len(compiled.blocks) == 1 else 'es'}, "
+        f"{total:,} parameters"
         + (f" ({trainable:,} trainable)" if trainable != total else ""),
     ]
     for name, value in zip(model.inputs, model.input_values):
