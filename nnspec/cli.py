@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "graph": "nnspec.views:register_graph",
     "profile": "nnspec.views:register_profile",
     "train": "nnspec.runtime.cli:register_train",
+    "consolidate": "nnspec.runtime.cli:register_consolidate",
 }
 
 
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
         "profile": "profile training steps with torch.profiler",
         "train": "train the model as the spec's train: section says",
+        "consolidate": "turn a sharded (FSDP) checkpoint into one .pt file",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")
