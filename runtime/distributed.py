@@ -291,11 +291,19 @@ class Cluster:
     def read_checkpoint(self, run: RunDir) -> dict[str, Any] | None:
         """The state to resume from (every rank reads it), or None."""
         if self.sharded:
-            if not run.last.exists():
-                return None
-            from .sharded import read_meta
+            if run.last.exists():
+                from .sharded import read_meta
 
-            return read_meta(run.last)
+                return read_meta(run.last)
+            single = run.checkpoints / "last.pt"
+            if single.exists():
+                raise TrainError(
+                    f"{run.checkpoints} holds {single.name}, a checkpoint of one "
+                    "process or DDP; strategy fsdp resumes from its own sharded "
+                    "checkpoints only: resume with strategy ddp, or start over "
+                    "with --overwrite"
+                )
+            return None
         state = load_checkpoint(run.last) if run.last.exists() else None
         sharded = run.checkpoints / "last.dcp"
         if sharded.exists():

@@ -23,6 +23,8 @@ import torch
 from nnspec.cli import main
 from nnspec.runtime import Trainer, TrainError, load_checkpoint
 from nnspec.runtime.data import Batches, TensorSamples
+from nnspec.runtime.distributed import Cluster, World
+from nnspec.runtime.rundir import RunDir
 from tests.conftest import ROOT
 from tests.runtime.conftest import records, train_losses, write_data
 
@@ -398,3 +400,16 @@ def test_consolidate_names_what_is_not_a_sharded_checkpoint(
 ) -> None:
     assert main(["consolidate", str(tmp_path)]) == 1
     assert f"{tmp_path} is not a sharded checkpoint" in capsys.readouterr().err
+
+
+def test_fsdp_does_not_take_a_one_file_checkpoint_for_a_new_run(
+    single, tmp_path: Path
+) -> None:
+    reference, _ = single
+    run = RunDir(tmp_path / "run", sharded=True)
+    run.checkpoints.mkdir(parents=True)
+    shutil.copy(reference / "checkpoints" / "last.pt", run.checkpoints / "last.pt")
+    rank0 = Cluster("fsdp", world=World(rank=0, local_rank=0, size=2))
+    with pytest.raises(TrainError, match="resume with strategy ddp"):
+        rank0.read_checkpoint(run)
+    assert (run.checkpoints / "last.pt").exists()
