@@ -171,8 +171,10 @@ class Cluster:
 
     def _join(self) -> None:
         timeout = timedelta(seconds=self.timeout)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.set_device(self.device)
         if not dist.is_initialized():
-            cuda = self.device.type == "cuda"
             dist.init_process_group(
                 "nccl" if cuda else "gloo",
                 timeout=timeout,
