@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "profile": "nnspec.views:register_profile",
     "train": "nnspec.runtime.cli:register_train",
     "export-weights": "nnspec.runtime.cli:register_export_weights",
+    "consolidate": "nnspec.runtime.cli:register_consolidate",
 }
 
 
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": "profile training steps with torch.profiler",
         "train": "train the model as the spec's train: section says",
         "export-weights": "write a run's trained weights to a .safetensors file",
+        "consolidate": "turn a sharded (FSDP) checkpoint into one .pt file",
     }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")

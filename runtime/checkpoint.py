@@ -21,6 +21,11 @@ A checkpoint is one ``torch.save`` file holding plain data and tensors only, so
 It is written to a temporary file beside the target, flushed and fsynced, then
 renamed over the target (atomic on POSIX and Windows), and the directory is fsynced.
 A process killed at any moment leaves either the old checkpoint or the new one.
+
+A run of several processes adds ``world_size``, ``global_batch``, ``epoch_samples``
+(samples of the current epoch already used, whatever the batch) and ``rank_rng``
+(the random states of every rank). Sharded checkpoints (FSDP) are directories, put
+in place with ``replace_directory`` (see ``nnspec.runtime.sharded``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,8 +50,12 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "check_resumable",
     "copy_checkpoint",
+    "copy_directory",
     "load_checkpoint",
+    "partial_directory",
+    "recover_directory",
     "remove_partial",
+    "replace_directory",
     "restore_rng",
     "rng_state",
     "save_checkpoint",
@@ -104,12 +114,70 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def remove_partial(directory: str | os.PathLike[str]) -> list[Path]:
-    """Delete temporary files left by a process killed while writing a checkpoint."""
+    """Delete temporary files (and sharded checkpoint directories) left by a
+    process killed while writing a checkpoint."""
     removed = []
     for leftover in Path(directory).glob(f".*{_PARTIAL_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
         removed.append(leftover)
     return removed
+
+
+def partial_directory(target: Path) -> Path:
+    """Where a checkpoint directory is written before ``replace_directory``."""
+    return target.with_name(f".{target.name}{_PARTIAL_SUFFIX}")
+
+
+def _previous_directory(target: Path) -> Path:
+    return target.with_name(f".{target.name}.previous")
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Put the complete directory ``new`` in place of ``target``.
+
+    Two renames: the old directory aside, the new one in. A process killed
+    between them leaves the old one under a name ``recover_directory`` puts back,
+    so ``target`` is always the old checkpoint or the new one, never a torn one.
+    """
+    previous = _previous_directory(target)
+    if previous.exists():
+        shutil.rmtree(previous)
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(new, target)
+    _fsync_directory(target.parent)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def copy_directory(source: Path, target: Path) -> None:
+    """Copy a checkpoint directory to ``target``, put in place like replace_directory."""
+    partial = partial_directory(target)
+    if partial.exists():
+        shutil.rmtree(partial)
+    shutil.copytree(source, partial, copy_function=_copy_synced)
+    replace_directory(partial, target)
+
+
+def _copy_synced(source: str, target: str) -> None:
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        _copy_stream(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
+
+
+def recover_directory(target: Path) -> None:
+    """After a kill inside ``replace_directory``: put the old directory back, or
+    drop it when the new one made it into place."""
+    previous = _previous_directory(target)
+    if not previous.exists():
+        return
+    if target.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        os.replace(previous, target)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -188,9 +256,15 @@ def spec_hash(spec: Spec) -> str:
 
 
 def check_resumable(
-    state: dict[str, Any], spec: Spec, model: nn.Module, path: Path
+    state: dict[str, Any],
+    spec: Spec,
+    model: nn.Module,
+    path: Path,
+    shapes: dict[str, list[int]] | None = None,
 ) -> None:
-    """Refuse a checkpoint written for another model, saying what differs."""
+    """Refuse a checkpoint written for another model, saying what differs.
+    ``shapes`` are the checkpoint's tensor shapes by key, when ``state`` holds no
+    ``model`` (a sharded checkpoint)."""
     if state.get("spec_hash") == spec_hash(spec):
         return
     details = []
@@ -199,7 +273,11 @@ def check_resumable(
         old, new = old_params.get(name, "(none)"), spec.params.get(name, "(none)")
         if old != new:
             details.append(f"param {name}: {old!r} then, {new!r} now")
-    old_shapes = {k: list(v.shape) for k, v in state["model"].items()}
+    old_shapes = (
+        shapes
+        if shapes is not None
+        else {k: list(v.shape) for k, v in state["model"].items()}
+    )
     new_shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     for key in sorted(set(old_shapes) | set(new_shapes)):
         if key not in new_shapes:

@@ -1,22 +1,34 @@
-"""``nnspec train SPEC [--out DIR] [--resume] [--set KEY=VALUE ...] [-p NAME=VALUE ...]``."""
+"""``nnspec train SPEC [--out DIR] [--resume] [--set KEY=VALUE ...] [--nproc N]`` and
+``nnspec consolidate CHECKPOINT``.
+
+Under torchrun (or ``--nproc``) every process runs ``train_command``; each one
+that fails records its exception in torchrun's error file, so the launcher's
+summary names it. A mistake in the spec, found by every process alike, is printed
+by the first process of each node only.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nnspec.cli import UsageError, add_spec_arguments, parse_params
+from nnspec.cli import EXIT_SPEC_ERROR, UsageError, add_spec_arguments, parse_params
 
+from ..spec.errors import SpecError
 from ..spec.yaml_source import parse_value
+from .distributed import DEFAULT_TIMEOUT, PeerFailedError, World, failure_text
 from .errors import TrainError
 
 __all__ = [
+    "consolidate_command",
     "export_weights_command",
     "parse_overrides",
+    "register_consolidate",
     "register_export_weights",
     "register_train",
     "train_command",
@@ -46,9 +58,26 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    if args.nproc is not None:
+        from .launch import launch
+
+        return launch(args)
+    world = World.from_env()
+    if world.distributed:
+        return _train_one_of(world, args)
+    trainer = _trainer(args)
+    try:
+        result = trainer.fit()
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TRAIN_ERROR
+    return EXIT_INTERRUPTED if result.status == "interrupted" else 0
+
+
+def _trainer(args: argparse.Namespace) -> Any:
     from .loop import Trainer
 
-    trainer = Trainer(
+    return Trainer(
         args.spec,
         args.out,
         overrides=parse_overrides(args.set),
@@ -56,13 +85,49 @@ def train_command(args: argparse.Namespace) -> int:
         allow_imports=args.allow_imports,
         resume=args.resume,
         overwrite=args.overwrite,
+        timeout=args.timeout,
     )
+
+
+def _train_one_of(world: World, args: argparse.Namespace) -> int:
+    """One process of a run under torchrun."""
+    try:
+        trainer = _trainer(args)
+    except SpecError as exc:  # every process finds it: one report per node
+        _record(exc)
+        if world.local_rank == 0:
+            raise
+        return EXIT_SPEC_ERROR
     try:
         result = trainer.fit()
+    except PeerFailedError as exc:
+        _record(exc)
+        print(
+            f"error: {world}: stopped because rank {exc.failed_rank} failed",
+            file=sys.stderr,
+        )
+        return EXIT_TRAIN_ERROR
+    except SpecError as exc:
+        _record(exc)
+        raise
     except TrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _record(exc)
+        print(f"error: {world}: {exc}", file=sys.stderr)
+        return EXIT_TRAIN_ERROR
+    except Exception as exc:
+        _record(exc)
+        traceback.print_exc()
+        print(f"error: {world}: {failure_text(exc)}", file=sys.stderr)
         return EXIT_TRAIN_ERROR
     return EXIT_INTERRUPTED if result.status == "interrupted" else 0
+
+
+def _record(exc: BaseException) -> None:
+    """Write the exception to torchrun's error file for this process (when torchrun
+    gave one), which its failure summary shows."""
+    from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+    get_error_handler().record_exception(exc)
 
 
 def register_train(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +154,21 @@ def register_train(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a key of the train section (repeatable): --set epochs=2, "
         "--set optimizer.lr=0.01; the value is read as YAML",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (one per GPU), started by "
+        "torch's elastic launcher, as torchrun --standalone --nproc-per-node N would",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="with several processes: how long a collective waits for the others "
+        f"before the run fails (default {DEFAULT_TIMEOUT:g})",
     )
     parser.set_defaults(handler=train_command)
 
@@ -136,3 +216,43 @@ def register_export_weights(parser: argparse.ArgumentParser) -> None:
         help="which checkpoint's weights (default: best)",
     )
     parser.set_defaults(handler=export_weights_command)
+
+
+def consolidate_command(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .sharded import consolidate, read_meta
+
+    source = Path(args.checkpoint)
+    out = Path(args.output) if args.output else source.with_suffix(".pt")
+    try:
+        step = read_meta(source)["step"]
+        if out.exists() and (later := load_checkpoint(out)["step"]) > step:
+            raise TrainError(
+                f"{out} holds a later state (step {later}) than {source} (step "
+                f"{step}); give another file with -o"
+            )
+        state = consolidate(source, out)
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TRAIN_ERROR
+    print(
+        f"wrote {out}: step {state['step']}, {len(state['model'])} model tensors, "
+        f"from {state.get('world_size', '?')} shards"
+    )
+    return 0
+
+
+def register_consolidate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a sharded checkpoint directory (runs/NAME/checkpoints/last.dcp)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the one-file checkpoint to write (default: CHECKPOINT with .pt, "
+        "which --resume reads without fsdp)",
+    )
+    parser.set_defaults(handler=consolidate_command)

@@ -11,6 +11,7 @@ per-epoch order, a permutation seeded by (seed, epoch) and nothing else.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import signal
 from collections.abc import Generator, Iterator, Mapping
@@ -94,7 +95,8 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> Tensor:
 
 
 class Batches:
-    """Batches of one split, on the device."""
+    """Batches of one split, on the device; with several processes, this rank's
+    share of each batch of ``batch_size * world_size`` samples."""
 
     def __init__(
         self,
@@ -104,11 +106,17 @@ class Batches:
         *,
         workers: int = 0,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.batch_size = batch_size
         self.device = device
         self.workers = workers
         self.seed = seed
+        # With several processes, each batch of the one-process order is
+        # world_size * batch_size samples, and this rank takes its slice of it.
+        self.rank = rank
+        self.world_size = world_size
         self.pin = device.type == "cuda"
         if (
             isinstance(samples, TensorSamples)
@@ -129,26 +137,36 @@ class Batches:
 
     @property
     def full_batches(self) -> int:
-        return len(self.samples) // self.batch_size
+        """Full batches in an epoch (of ``batch_size * world_size`` samples)."""
+        return len(self.samples) // (self.batch_size * self.world_size)
 
     def epoch(
         self, epoch: int, *, shuffle: bool, start: int = 0
     ) -> Generator[Batch, None, None]:
-        """The full batches of an epoch from batch ``start`` on; a short rest is left
-        out, so every training step has one shape (no recompiles, no tiny batches
-        for BatchNorm). The order changes each epoch, so no sample is always left out.
-        """
+        """The full batches of an epoch from sample ``start`` of its order on; a
+        short rest is left out, so every training step has one shape (no recompiles,
+        no tiny batches for BatchNorm). The order changes each epoch, so no sample
+        is always left out. With several processes, every rank walks the same order
+        and takes its slice of each batch."""
         order = epoch_order(len(self.samples), epoch, self.seed, shuffle)
         size = self.batch_size
+        step = size * self.world_size
+        mine = self.rank * size  # this rank's slice of each batch
         index = [
-            order[i * size : (i + 1) * size] for i in range(start, self.full_batches)
+            order[begin + mine : begin + mine + size]
+            for begin in range(start, len(self.samples) - step + 1, step)
         ]
         yield from self._fetch(index, epoch)
 
     def padded(self) -> Iterator[tuple[Batch, int]]:
         """Every sample once, in order, as (batch, real count). The last batch is
         padded to full size by repeating its last sample, so evaluation keeps the
-        training shape too; the caller drops the padding from the outputs."""
+        training shape too; the caller drops the padding from the outputs.
+
+        With several processes, rank r takes batches r, r + world_size, ..., and
+        every rank takes the same number: a rank short of one repeats a batch with
+        a real count of 0 (the caller counts nothing of it), because a sharded
+        model's forward is a collective that every rank must join."""
         n, size = len(self.samples), self.batch_size
         index, counts = [], []
         for begin in range(0, n, size):
@@ -157,6 +175,12 @@ class Batches:
             if len(real) < size:
                 real = torch.cat([real, real[-1:].expand(size - len(real))])
             index.append(real)
+        if self.world_size > 1:
+            per_rank = math.ceil(len(index) / self.world_size)
+            mine = range(self.rank, len(index), self.world_size)
+            filler = index[mine[0] if mine else 0]
+            index = [index[j] for j in mine] + [filler] * (per_rank - len(mine))
+            counts = [counts[j] for j in mine] + [0] * (per_rank - len(mine))
         yield from zip(self._fetch(index, -1), counts)
 
     def _fetch(self, index: list[Tensor], epoch: int) -> Iterator[Batch]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .rundir import RunDir
 
-__all__ = ["RunLog", "format_record"]
+__all__ = ["RunLog", "SilentLog", "format_record"]
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -135,3 +135,29 @@ class RunLog:
             for k, v in record.items()
         }
         self.file.write(json.dumps(clean) + "\n")
+
+
+class SilentLog:
+    """The log of a rank other than 0 in a run of several processes: rank 0 alone
+    writes the files and the terminal lines."""
+
+    def epoch(self, epoch: int) -> None:
+        pass
+
+    def advance(self) -> None:
+        pass
+
+    def train(self, record: dict[str, Any]) -> None:
+        pass
+
+    def val(self, record: dict[str, Any], *, best: bool) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

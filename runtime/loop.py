@@ -1,4 +1,4 @@
-"""The training loop. ``Trainer.fit`` is the whole run; read it top to bottom.
+"""The training loop. ``Trainer._fit`` is the whole run; read it top to bottom.
 
 Per step the loop reads nothing back from the device: losses are summed on the
 device and read every ``log_every`` steps, at validations and checkpoints, which
@@ -7,6 +7,10 @@ is also where a NaN or infinite loss is noticed (and named by its step).
 A checkpoint holds the position inside the epoch, and each epoch's sample order
 is a function of (seed, epoch), so a resumed run skips straight to where it was
 and goes on exactly as an uninterrupted run would have.
+
+Under torchrun every process runs this loop; ``self.cluster`` (distributed.py)
+wraps the model, shares out the data, reduces what is logged and writes the
+checkpoints. In one process its hooks do nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,27 +37,18 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from nnspec import __version__
 from nnspec.api import Spec, load
 
-from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    check_resumable,
-    copy_checkpoint,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-    spec_hash,
-)
+from .checkpoint import CHECKPOINT_FORMAT, check_resumable, rng_state, spec_hash
 from .data import Batch, Batches, Split, load_split
 from .device import (
     autocast,
     compile_errors,
     compile_failure,
     compile_model,
-    make_scaler,
     prepare_device,
 )
+from .distributed import DEFAULT_TIMEOUT, Cluster
 from .errors import NonFiniteLossError
-from .logs import RunLog
+from .logs import RunLog, SilentLog
 from .param_groups import optimizer_groups, unfreeze_at
 from .rundir import RunDir
 from .settings import ELEMENTWISE_LOSSES, Settings, output_names, resolve_settings
@@ -85,6 +80,22 @@ class _Position:
     epoch: int = 0  # epochs completed
     epoch_step: int = 0  # optimizer steps done in the current epoch
     step: int = 0  # optimizer steps done in all
+    epoch_samples: int = 0  # samples of the current epoch's order used
+
+    @classmethod
+    def of(
+        cls, checkpoint: dict[str, Any] | None, samples_per_step: int, samples: int
+    ) -> _Position:
+        """Where a run starts: at 0, or where its checkpoint left off, counted in
+        samples of the epoch's order, so a run resumed with another global batch
+        (another number of processes) goes on from the same sample."""
+        if checkpoint is None:
+            return cls()
+        epoch_step = checkpoint["epoch_step"]
+        used = checkpoint.get("epoch_samples", epoch_step * samples_per_step)
+        if used + samples_per_step > samples:  # no full step left of this epoch
+            return cls(checkpoint["epoch"] + 1, 0, checkpoint["step"], 0)
+        return cls(checkpoint["epoch"], epoch_step, checkpoint["step"], used)
 
 
 class Trainer:
@@ -95,6 +106,11 @@ class Trainer:
     (``{"optimizer.lr": 0.01}``). ``resume`` continues from the run's last
     checkpoint; ``overwrite`` starts over in a directory that holds a run.
     ``progress`` shows a bar (default: when standard error is a terminal).
+
+    Started by torchrun (``nnspec train --nproc N``), every process makes a
+    Trainer and calls ``fit``: they train as one, with the train section's
+    ``strategy``; ``timeout`` is how long, in seconds, a collective waits for the
+    other processes before the run fails.
     """
 
     def __init__(
@@ -108,6 +124,7 @@ class Trainer:
         resume: bool = False,
         overwrite: bool = False,
         progress: bool | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if not isinstance(spec, Spec):
             spec = load(spec, params, allow_imports=allow_imports)
@@ -116,12 +133,16 @@ class Trainer:
         self.spec = spec
         self.settings: Settings = resolve_settings(spec, overrides)
         self.allow_imports = frozenset(allow_imports)
+        self.cluster = Cluster(self.settings.train.strategy, timeout)
         stem = Path(spec.path).stem if not spec.path.startswith("<") else spec.name
-        self.run = RunDir(Path(out_dir) if out_dir is not None else Path("runs") / stem)
+        self.run = RunDir(
+            Path(out_dir) if out_dir is not None else Path("runs") / stem,
+            sharded=self.cluster.sharded,
+        )
         self.resume = resume
         self.overwrite = overwrite
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.device = self.settings.device
+        self.device = self.cluster.place(self.settings.device, self.settings.error)
         self.outputs = output_names(spec)
         self.inputs = list(spec.compiled.model.inputs)
         self.spec_hash = spec_hash(spec)
@@ -130,53 +151,90 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------
 
     def fit(self) -> FitResult:
-        """Train until the planned step, or until Ctrl-C; returns how the run ended."""
+        """Train until the planned step, or until Ctrl-C; returns how the run ended.
+        Under torchrun, every process calls it, and they train as one."""
+        with self.cluster.session(self.device):
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         s, t = self.settings, self.settings.train
         checkpoint = self._open_run_dir()
 
-        # Seeds, device, data.
+        # Seeds, device, data (with several processes, this rank's share of it).
         torch.manual_seed(t.seed)
         random.seed(t.seed)
         prepare_device(self.device)
         split = load_split(s, self.allow_imports)
-        batches = partial(Batches, batch_size=t.data.batch_size, device=self.device)
-        self.train_data = batches(split.train, workers=t.data.workers, seed=t.seed)
-        self.val_data = None
-        if split.val is not None:
-            self.val_data = batches(split.val, workers=t.data.workers, seed=t.seed)
+        world = self.cluster.world
+        batches = partial(
+            Batches,
+            batch_size=t.data.batch_size,
+            device=self.device,
+            workers=t.data.workers,
+            seed=t.seed,
+            rank=world.rank,
+            world_size=world.size,
+        )
+        self.train_data = batches(split.train)
+        self.val_data = batches(split.val) if split.val is not None else None
+        self.samples_per_step = t.data.batch_size * world.size * t.accumulate
+        self.position = _Position.of(
+            checkpoint, self.samples_per_step, len(self.train_data)
+        )
         self.plan = self._plan(self.train_data)
 
-        # Model, optimizer, schedule, losses.
-        self.model = self.spec.build().to(self.device)
-        groups = optimizer_groups(self.model, t, s.error)
+        # Model (wrapped for DDP or FSDP), optimizer, schedule, losses.
+        self.network = self.spec.build().to(self.device)
+        if t.unfreeze and self.cluster.distributed:
+            raise s.error(
+                ("unfreeze",),
+                "unfreeze is for runs of one process: DDP and FSDP fix at the start "
+                "which parameters take gradients",
+                key=True,
+            )
+        self.model = self.cluster.wrap(
+            self.network,
+            block_classes={block.name for block in self.spec.compiled.blocks},
+            all_outputs_trained=set(s.outputs) <= {term.output for term in s.losses},
+        )
+        self.cluster.seed(t.seed)
+        # Named on the unwrapped network, whose parameters the wrappers share.
+        groups = optimizer_groups(self.network, t, s.error)
         self.params = [p for group in groups for p in group["params"]]
         self.optimizer = s.optimizer(groups, **s.optimizer_args)
         self.scheduler = self._make_scheduler()
-        self.scaler = make_scaler(self.device, t.precision)
+        self.scaler = self.cluster.scaler(self.device, t.precision)
         for term in s.losses:
             term.module.to(self.device)
         self._check_losses()
 
         # Start at step 0, or where the checkpoint left off.
-        self.position = _Position()
-        self.window = _Window(self.device, len(s.losses), capacity=t.log_every)
+        self.window = _Window(
+            self.device,
+            len(s.losses),
+            capacity=t.log_every,
+            reduce=self.cluster.mean if self.cluster.distributed else None,
+        )
         self.best: dict[str, Any] | None = None
         self.last_validation: dict[str, Any] | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
         if s.compile is not None:
-            compile_model(self.model, s.compile)
+            compile_model(self.model, s.compile)  # DDP: the wrapper, compiled after
 
-        self.log = RunLog(
-            self.run,
-            start_step=self.position.step,
-            total_steps=self.plan.max_steps,
-            epochs=self.plan.epochs,
-            progress=self.progress,
-        )
+        self.log: RunLog | SilentLog = SilentLog()
+        if self.cluster.main:  # rank 0 alone writes logs and shows progress
+            self.log = RunLog(
+                self.run,
+                start_step=self.position.step,
+                total_steps=self.plan.max_steps,
+                epochs=self.plan.epochs,
+                progress=self.progress,
+            )
         self.log.message(self._describe(split, resumed=checkpoint is not None))
         try:
-            with _StopSignals() as stop:
+            with _StopSignals() as signals:
+                stop = self.cluster.stop_vote(signals)
                 self._train(stop)
         except compile_errors() as exc:
             if s.compile is None:
@@ -189,7 +247,7 @@ class Trainer:
     def _train(self, stop: _StopSignals) -> None:
         """The loop: one optimizer step at a time, until the planned step or a stop."""
         t, plan, position = self.settings.train, self.plan, self.position
-        samples_per_step = t.data.batch_size * t.accumulate
+        samples_per_step = self.samples_per_step  # in all processes
         start_step = step = position.step
         epoch = position.epoch + 1  # 1-based, as shown
         batches = None
@@ -197,11 +255,9 @@ class Trainer:
         while position.step < plan.max_steps and not stop.requested:
             if batches is None:  # a new epoch, or the rest of the one resumed
                 if t.unfreeze:
-                    unfreeze_at(self.model, t, position.epoch + 1)
+                    unfreeze_at(self.network, t, position.epoch + 1)
                 batches = self.train_data.epoch(
-                    position.epoch,
-                    shuffle=t.data.shuffle,
-                    start=position.epoch_step * t.accumulate,
+                    position.epoch, shuffle=t.data.shuffle, start=position.epoch_samples
                 )
                 self.log.epoch(position.epoch + 1)
             epoch = position.epoch + 1
@@ -209,16 +265,20 @@ class Trainer:
             # One optimizer step over `accumulate` batches.
             group = [next(batches) for _ in range(t.accumulate)]
             loss, parts = self._train_step(group)
+            stop.step()  # several processes: vote on stopping, without waiting
             position.step += 1
             position.epoch_step += 1
+            position.epoch_samples += samples_per_step
             self.window.add(loss, parts, position.step, samples_per_step)
             self.log.advance()
 
             step = position.step
-            epoch_end = position.epoch_step == plan.steps_per_epoch
+            # The epoch ends when the rest of its order is short of a full step.
+            epoch_end = position.epoch_samples + samples_per_step > len(self.train_data)
             finished = step == plan.max_steps
             if epoch_end:
                 position.epoch, position.epoch_step = position.epoch + 1, 0
+                position.epoch_samples = 0
                 batches.close()
                 batches = None
 
@@ -258,7 +318,7 @@ class Trainer:
             self.log.message(f"the run is at step {step} already: nothing to do")
 
     def _result(self, stop: _StopSignals) -> FitResult:
-        if not stop.requested:
+        if not stop.requested and self.cluster.main:
             done = f"done at step {self.position.step}"
             if self.best is not None:
                 done += (
@@ -282,11 +342,14 @@ class Trainer:
         Returns the loss and (with several terms) each term, on the device."""
         t = self.settings.train
         losses, terms = [], []
-        for batch in group:
-            with autocast(self.device, t.precision):
-                outputs = self._forward(batch)
-                loss, parts = self._loss(outputs, batch)
-            self.scaler.scale(loss if len(group) == 1 else loss / len(group)).backward()
+        for i, batch in enumerate(group):
+            # DDP averages the gradients over the processes after the last batch.
+            with self.cluster.accumulating(self.model, last=i == len(group) - 1):
+                with autocast(self.device, t.precision):
+                    outputs = self._forward(batch)
+                    loss, parts = self._loss(outputs, batch)
+                scaled = loss if len(group) == 1 else loss / len(group)
+                self.scaler.scale(scaled).backward()
             losses.append(loss.detach())
             terms.append(parts)
         if t.grad_clip is not None:
@@ -382,7 +445,9 @@ class Trainer:
 
     @torch.no_grad()
     def _evaluate(self, epoch: int, step: int) -> dict[str, Any]:
-        """Loss and metrics over every validation sample, read back once."""
+        """Loss and metrics over every validation sample, read back once. With
+        several processes each takes a share of the batches, and the sums are
+        added up over all of them."""
         s = self.settings
         data = self.val_data
         assert data is not None  # only called when the run validates
@@ -395,6 +460,8 @@ class Trainer:
         for batch, real in data.padded():
             with autocast(self.device, s.train.precision):
                 outputs = self._forward(batch)
+                if real == 0:  # a rank's filler batch: the others had one more
+                    continue
                 # Drop the padding of a short last batch.
                 outputs = {
                     k: v.narrow(batch_dims.get(k, 0), 0, real)
@@ -413,12 +480,25 @@ class Trainer:
                 counts[i] += count
         self.model.train()
         n = len(data)
-        values = torch.cat([(loss_sum / n).view(1), terms_sum / n, scores]).tolist()
-        record: dict[str, Any] = {"step": step, "epoch": epoch, "val_loss": values[0]}
+        # One tensor of sums (float64 counts are exact), added up over the ranks.
+        sums = torch.cat(
+            [
+                torch.cat([loss_sum.view(1), terms_sum, scores]).double(),
+                torch.tensor(counts, dtype=torch.float64, device=self.device),
+            ]
+        )
+        values = self.cluster.sum(sums).tolist()
+        record: dict[str, Any] = {
+            "step": step,
+            "epoch": epoch,
+            "val_loss": values[0] / n,
+        }
         if len(s.losses) > 1:
             for term, value in zip(s.losses, values[1 : 1 + len(s.losses)]):
-                record[f"val_loss_{term.output}"] = value
-        for m, score, count in zip(s.metrics, values[1 + len(s.losses) :], counts):
+                record[f"val_loss_{term.output}"] = value / n
+        k = len(s.metrics)
+        rest = values[1 + len(s.losses) :]
+        for m, score, count in zip(s.metrics, rest[:k], rest[k:]):
             record[m.key] = score / max(count, 1)
         return record
 
@@ -432,8 +512,8 @@ class Trainer:
             position = self.position
             state = {
                 "format": CHECKPOINT_FORMAT,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "model": None,  # the model's and optimizer's: filled in by save
+                "optimizer": None,
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "scaler": self.scaler.state_dict()
                 if self.scaler.is_enabled()
@@ -441,7 +521,10 @@ class Trainer:
                 "rng": rng_state(),
                 "epoch": position.epoch,
                 "epoch_step": position.epoch_step,
+                "epoch_samples": position.epoch_samples,
                 "step": position.step,
+                "world_size": self.cluster.world.size,
+                "global_batch": self.samples_per_step,
                 "window": self.window.state(),
                 "best": self.best,
                 "spec_hash": self.spec_hash,
@@ -449,17 +532,18 @@ class Trainer:
                 "torch_version": str(torch.__version__),
                 "nnspec_version": __version__,
             }
-            save_checkpoint(state, self.run.last)
-            if improved:
-                copy_checkpoint(self.run.last, self.run.best)
+            self.cluster.save(
+                state, self.network, self.optimizer, self.run, best=improved
+            )
         self._saved_step = position.step
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a checkpoint: weights, optimizer, schedule, random states,
-        position (inside the epoch), best value and the unlogged loss."""
-        check_resumable(checkpoint, self.spec, self.model, self.run.last)
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        best value and the unlogged loss. (The position is set already.)"""
+        last = self.run.last
+        shapes = checkpoint.get("model_shapes")  # a sharded checkpoint holds no model
+        check_resumable(checkpoint, self.spec, self.network, last, shapes)
+        self.cluster.load_states(checkpoint, self.network, self.optimizer, last)
         if self.scheduler is not None and checkpoint["scheduler"] is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
             length_arg = self.settings.schedule_length_arg
@@ -467,31 +551,34 @@ class Trainer:
                 setattr(self.scheduler, length_arg, self._length())
         if checkpoint["scaler"] is not None:
             self.scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng(checkpoint["rng"])
-        self.position = _Position(
-            checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["step"]
-        )
+        self.cluster.restore_rng(checkpoint, self.settings.train.seed)
         self.best = checkpoint["best"]
-        if self.best is not None and self.best["step"] == self.position.step:
+        main = self.cluster.main
+        if main and self.best is not None and self.best["step"] == self.position.step:
             # The run may have been killed between writing last.pt and copying it.
-            copy_checkpoint(self.run.last, self.run.best)
+            self.cluster.copy_best(self.run)
         self.window.restore(checkpoint["window"])
         self._saved_step = self.position.step
-        self.run.keep_metrics_until(self.position.step)
+        if main:
+            self.run.keep_metrics_until(self.position.step)
 
     # -- set-up ----------------------------------------------------------------------
 
     def _open_run_dir(self) -> dict[str, Any] | None:
         """Prepare the run directory; the checkpoint to resume from, if any."""
-        s, run = self.settings, self.run
-        run.prepare(resume=self.resume, overwrite=self.overwrite)
+        s, run, main = self.settings, self.run, self.cluster.main
+        if main:
+            run.prepare(resume=self.resume, overwrite=self.overwrite)
+        self.cluster.barrier()  # the others read the directory once rank 0 is done
         checkpoint = None
         if self.resume:
-            if run.last.exists():
-                checkpoint = load_checkpoint(run.last)
-            else:
+            checkpoint = self.cluster.read_checkpoint(run)
+            if checkpoint is None and main:
                 print(f"no checkpoint in {run.checkpoints}: starting a new run")
                 run.clear()
+        if not main:
+            return checkpoint
+        world, t = self.cluster.world, s.train
         run.write_inputs(
             s.doc.source,
             self.spec.source(),
@@ -500,27 +587,51 @@ class Trainer:
                 "params": self.spec.params,
                 "overrides": s.overrides,
                 "train": s.train.model_dump(mode="json"),
+                "world_size": world.size,
+                "global_batch": t.data.batch_size * world.size * t.accumulate,
             },
         )
         return checkpoint
 
     def _plan(self, data: Batches) -> _Plan:
-        t = self.settings.train
+        """Where the run stops, counted from where it starts: a run resumed with
+        another global batch (another number of processes) finishes the epoch it
+        is in with the steps that are left of it."""
+        t, position = self.settings.train, self.position
         steps_per_epoch = data.full_batches // t.accumulate
         if steps_per_epoch == 0:
-            need = t.data.batch_size * t.accumulate
+            need, size = self.samples_per_step, self.cluster.world.size
+            product = "batch_size x accumulate"
+            if size > 1:
+                product = "batch_size x processes x accumulate"
             raise self.settings.error(
                 ("data", "batch_size"),
-                f"a step takes batch_size x accumulate = {need} samples, but there "
-                f"are {len(data)} training samples",
+                f"a step takes {product} = {need} samples, but there are "
+                f"{len(data)} training samples",
             )
+        # Steps left in the current epoch: steps_per_epoch less those done, unless
+        # the global batch changed.
+        rest = (len(data) - position.epoch_samples) // self.samples_per_step
+
+        def through_epoch(epochs: int) -> int:
+            if position.epoch >= epochs:
+                return position.step
+            return (
+                position.step + rest + (epochs - position.epoch - 1) * steps_per_epoch
+            )
+
         limits = []
         if t.epochs is not None:
-            limits.append(t.epochs * steps_per_epoch)
+            limits.append(through_epoch(t.epochs))
         if t.steps is not None:
             limits.append(t.steps)
-        max_steps = min(limits) if limits else steps_per_epoch
-        return _Plan(steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
+        max_steps = min(limits) if limits else through_epoch(1)
+        if max_steps > position.step:
+            after = max(0, max_steps - position.step - rest)
+            epochs = position.epoch + 1 + math.ceil(after / steps_per_epoch)
+        else:
+            epochs = math.ceil(max_steps / steps_per_epoch)
+        return _Plan(steps_per_epoch, max_steps, epochs)
 
     def _length(self) -> int:
         """The planned length of the run in the scheduler's interval."""
@@ -591,6 +702,8 @@ class Trainer:
             f"({plan.epochs} epochs); {self.device}, {t.precision}"
             + (", compiled" if self.settings.compile is not None else "")
         )
+        if self.cluster.distributed:
+            text += "; " + self.cluster.describe(t.data.batch_size, t.accumulate)
         if resumed:
             text += (
                 f"\nresuming from {self.run.last}: step {position.step}, epoch "
@@ -603,15 +716,26 @@ class _Window:
     """The losses of the steps since the last logged one, kept on the device: one
     copy per step, no host sync. Reading it (every log_every steps, and before
     validations and checkpoints) is where a NaN or infinite loss is found, and the
-    step it first appeared at."""
+    step it first appeared at.
 
-    def __init__(self, device: torch.device, terms: int, capacity: int) -> None:
+    With several processes ``reduce`` averages the steps' losses over them, once,
+    where the window is read: every rank then logs and checks the same values."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        terms: int,
+        capacity: int,
+        reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         self.device = device
         self.terms = terms
         self.losses = torch.zeros(capacity, device=device)
         self.parts = torch.zeros(capacity, terms, device=device) if terms > 1 else None
         self.first_step = 1  # the step of losses[0]
         self.steps = 0
+        self.reduce = reduce
+        self.reduced = 0  # losses[:reduced] are the means over all processes
         self.samples = 0
         self.started = time.perf_counter()
         self.paused_for = 0.0
@@ -629,6 +753,8 @@ class _Window:
         """Raise NonFiniteLossError if the loss was NaN or infinite at some step."""
         if not self.steps:
             return
+        if self.reduce is not None:
+            self._reduce()
         losses = self.losses[: self.steps]
         bad = (~torch.isfinite(losses)).nonzero()  # a host sync
         if not len(bad):
@@ -650,6 +776,20 @@ class _Window:
             step,
         )
 
+    def _reduce(self) -> None:
+        """Average the steps not yet averaged over all processes (a collective)."""
+        begin, end = self.reduced, self.steps
+        if begin == end or self.reduce is None:
+            return
+        rows = self.losses[begin:end, None]
+        if self.parts is not None:
+            rows = torch.cat([rows, self.parts[begin:end]], dim=1)
+        rows = self.reduce(rows.contiguous())
+        self.losses[begin:end] = rows[:, 0]
+        if self.parts is not None:
+            self.parts[begin:end] = rows[:, 1:]
+        self.reduced = end
+
     def read(
         self, *, step: int, epoch: int, lr: float, names: list[str]
     ) -> dict[str, Any]:
@@ -668,7 +808,7 @@ class _Window:
         }
         for name, value in zip(names, values[1:]):
             record[f"loss_{name}"] = value
-        self.steps = self.samples = 0
+        self.steps = self.samples = self.reduced = 0
         self.started, self.paused_for = time.perf_counter(), 0.0
         return record
 
@@ -702,6 +842,7 @@ class _Window:
         if self.parts is not None and state["parts"] is not None:
             self.parts[:steps] = state["parts"]
         self.first_step, self.steps = state["first_step"], steps
+        self.reduced = steps  # a checkpoint holds the averages
 
 
 class _StopSignals:
@@ -721,6 +862,10 @@ class _StopSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+    def step(self) -> None:
+        """A step is done (in several processes, a vote happens here; see
+        distributed.py)."""
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None and signum == signal.SIGINT:

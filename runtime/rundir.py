@@ -10,19 +10,24 @@
         events.out.tfevents.*     TensorBoard scalars
         checkpoints/last.pt       the latest state (resume from here)
         checkpoints/best.pt       the state with the best monitored validation value
+
+A sharded run (strategy fsdp on several processes) writes directories instead:
+``checkpoints/last.dcp/`` and ``checkpoints/best.dcp/`` (torch.distributed.checkpoint
+shards and a ``meta.pt``); ``nnspec consolidate`` turns one into a ``.pt`` file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import remove_partial
+from .checkpoint import recover_directory, remove_partial
 from .errors import TrainError
 
 __all__ = ["RunDir"]
@@ -33,6 +38,7 @@ class RunDir:
     """Paths of one run's files, and the few operations on them."""
 
     root: Path
+    sharded: bool = False  # checkpoints are directories of shards (FSDP)
 
     @property
     def checkpoints(self) -> Path:
@@ -40,11 +46,19 @@ class RunDir:
 
     @property
     def last(self) -> Path:
-        return self.checkpoints / "last.pt"
+        return self.checkpoints / ("last.dcp" if self.sharded else "last.pt")
 
     @property
     def best(self) -> Path:
-        return self.checkpoints / "best.pt"
+        return self.checkpoints / ("best.dcp" if self.sharded else "best.pt")
+
+    def _checkpoint_paths(self) -> list[Path]:
+        """Checkpoints of both kinds, files and sharded directories."""
+        return [
+            self.checkpoints / f"{n}.{k}"
+            for n in ("last", "best")
+            for k in ("pt", "dcp")
+        ]
 
     @property
     def metrics(self) -> Path:
@@ -54,7 +68,11 @@ class RunDir:
         return sorted(self.root.glob("events.out.tfevents.*"))
 
     def holds_run(self) -> bool:
-        return self.last.exists() or self.metrics.exists() or bool(self.event_files())
+        return (
+            any(p.exists() for p in self._checkpoint_paths())
+            or self.metrics.exists()
+            or bool(self.event_files())
+        )
 
     def prepare(self, *, resume: bool, overwrite: bool) -> None:
         """Create the directory; refuse to mix a new run into an old one's files."""
@@ -69,11 +87,16 @@ class RunDir:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         remove_partial(self.checkpoints)
         remove_partial(self.root)
+        for path in self._checkpoint_paths():
+            recover_directory(path)
 
     def clear(self) -> None:
         """Remove the files a run writes (and nothing else)."""
-        for path in [self.metrics, self.last, self.best, *self.event_files()]:
-            path.unlink(missing_ok=True)
+        for path in [self.metrics, *self._checkpoint_paths(), *self.event_files()]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def write_inputs(
         self, spec_text: str, source: str, settings: dict[str, Any]

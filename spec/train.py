@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "PRECISIONS",
+    "STRATEGIES",
     "CompileSpec",
     "DataSource",
     "DataSpec",
@@ -25,6 +26,9 @@ __all__ = [
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
+
+Strategy = Literal["ddp", "fsdp"]
+STRATEGIES: tuple[str, ...] = ("ddp", "fsdp")
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -219,6 +223,13 @@ class TrainSpec(_Strict):
         False, description="Compile the model with torch.compile: true, or options."
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    strategy: Strategy = Field(
+        "ddp",
+        description="How several processes (torchrun, nnspec train --nproc) share "
+        "the work: ddp (a replica of the model per process, gradients averaged) or "
+        "fsdp (parameters, gradients and optimizer state sharded across processes). "
+        "One process ignores it.",
+    )
     grad_clip: Annotated[float, Field(gt=0)] | None = Field(
         None, description="Clip the gradients' total norm to this value."
     )

@@ -150,15 +150,18 @@ def samples(n: int) -> TensorSamples:
     )
 
 
-def test_an_epoch_has_full_batches_and_can_start_at_any_batch() -> None:
+def test_an_epoch_has_full_batches_and_can_start_at_any_sample() -> None:
     batches = Batches(samples(21), 4, CPU, seed=5)
     whole = [b["i"] for b in batches.epoch(1, shuffle=True)]
     assert len(whole) == 5 and all(len(b) == 4 for b in whole)  # 21 // 4; 1 left out
     order = epoch_order(21, epoch=1, seed=5, shuffle=True)
     assert torch.equal(torch.cat(whole), order[:20])
-    rest = [b["i"] for b in batches.epoch(1, shuffle=True, start=3)]
+    rest = [b["i"] for b in batches.epoch(1, shuffle=True, start=12)]  # 3 batches in
     assert len(rest) == 2
     assert all(torch.equal(a, b) for a, b in zip(rest, whole[3:]))
+    # From a sample between batches (a run resumed with another batch size).
+    odd = [b["i"] for b in batches.epoch(1, shuffle=True, start=6)]
+    assert [b.tolist() for b in odd] == [order[i : i + 4].tolist() for i in (6, 10, 14)]
 
 
 def test_evaluation_batches_cover_every_sample_once_with_one_shape() -> None:

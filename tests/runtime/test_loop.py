@@ -391,16 +391,16 @@ def test_a_dataset_with_workers_resumes_exactly(tiny_spec, tmp_path: Path) -> No
 def test_validation_and_checkpoints_follow_their_intervals(
     tiny_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nnspec.runtime import loop
+    from nnspec.runtime import distributed
 
     saved_steps: list[int] = []
-    real_save = loop.save_checkpoint
+    real_save = distributed.save_checkpoint
 
     def recording_save(state: dict, path: Path) -> None:
         saved_steps.append(state["step"])
         real_save(state, path)
 
-    monkeypatch.setattr(loop, "save_checkpoint", recording_save)
+    monkeypatch.setattr(distributed, "save_checkpoint", recording_save)
     spec = tiny_spec(TINY_TRAIN + "  val_every: 4\n  checkpoint_every: 5\n")
     fit(spec, tmp_path / "run")
     vals = [r for r in records(tmp_path / "run") if "val_loss" in r]
