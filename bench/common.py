@@ -1,0 +1,120 @@
+"""What every benchmark shares: the machine's description, interleaved rounds, medians
+and Markdown tables.
+
+The machines these numbers come from are shared with other work, so every comparison
+is measured side by side in one process: each round runs every contender once, in an
+order that rotates from round to round, and the report gives medians over the rounds
+and the spread of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "ROOT",
+    "Rounds",
+    "interleave",
+    "load_average",
+    "machine",
+    "median",
+    "ratio_spread",
+    "table",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> float:
+    """The one-minute load average (0 where the system does not say)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def machine() -> dict[str, str]:
+    """The facts a reader needs to compare these numbers with theirs."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": _cpu_model(),
+        "cores": str(cores or os.cpu_count()),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "torch": torch.__version__,
+        "threads": str(torch.get_num_threads()),
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+@dataclass
+class Rounds:
+    """Per-contender measurements, one per round, in the order of the rounds."""
+
+    samples: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        return median(self.samples[name])
+
+    def ratios(self, name: str, over: str) -> list[float]:
+        """``name``'s value over ``over``'s, round by round (the pairs ran together)."""
+        return [a / b for a, b in zip(self.samples[name], self.samples[over])]
+
+
+def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int) -> Rounds:
+    """Run every contender once per round, rotating the order each round; each call
+    returns its own measurement (seconds, or a rate)."""
+    names = list(contenders)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(contenders[name]())
+    return Rounds(samples)
+
+
+def ratio_spread(ratios: Sequence[float]) -> str:
+    """'1.01 (0.98-1.04)': the median ratio and the range of the rounds' ratios."""
+    return f"{median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A Markdown table; numbers right-aligned."""
+    align = [
+        "---:" if rows and isinstance(rows[0][i], (int, float)) else "---"
+        for i in range(len(headers))
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return lines
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
