@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..spec.collector import paused_gc
 from ..spec.errors import suggest
 from ..spec.model import SpecModel
 from ..spec.validate import validate_document
@@ -85,6 +86,13 @@ def compile_document(
     allow_imports: Iterable[str] = (),
 ) -> CompiledModel:
     """Validate, resolve, infer shapes and generate source. Raises SpecError."""
+    with paused_gc():  # see spec/collector.py: linear time, not quadratic
+        return _compile(doc, params, allow_imports)
+
+
+def _compile(
+    doc: Document, params: Mapping[str, Any] | None, allow_imports: Iterable[str]
+) -> CompiledModel:
     clock = _Clock()
     spec = validate_document(doc)
     clock.lap("validate")
