@@ -32,7 +32,14 @@ from ..expressions import (
     resolve_value,
 )
 from ..graph import Call, GraphTemplate, ModuleDef, NodeTemplate, Outputs, Ref
-from ..meta import MetaError, build_meta_module, from_meta, meta_inputs, run_meta
+from ..meta import (
+    MetaError,
+    build_meta_module,
+    from_meta,
+    meta_inputs,
+    module_facts,
+    run_meta,
+)
 from ..names import Namespace
 from ..ops import INFERRED_ARGS, OpInfo, parameter_names, signature_of
 from ..shape_rules import FUNCTION_PARAMS, RULES, Fallback, ShapeCall, ShapeError
@@ -957,28 +964,17 @@ class Instantiator:
     def module_def(
         self, node: NodeTemplate, op: OpInfo, ctor: ast.expr, module: Any
     ) -> ModuleDef:
-        nested = tuple(
-            (
-                path,
-                type(sub).__name__,
-                tuple(
-                    (n, tuple(p.shape)) for n, p in sub.named_parameters(recurse=False)
-                ),
-            )
-            for path, sub in module.named_modules()
-            if path
-        )
-        own = list(module.named_parameters(recurse=False))
+        facts = module_facts(module)
         return ModuleDef(
             name=node.name,
             op=op,
             ctor=ctor,
             line=self.doc.where(node.path)[0],
-            value_class=type(module).__name__,
-            param_names=tuple(n for n, _ in own),
-            param_shapes=tuple(tuple(p.shape) for _, p in own),
-            nested=nested,
-            num_params=sum(p.numel() for p in module.parameters()),
+            value_class=facts.class_name,
+            param_names=facts.param_names,
+            param_shapes=facts.param_shapes,
+            nested=facts.nested,
+            num_params=facts.num_params,
         )
 
     def module_shape(
