@@ -4,7 +4,9 @@ and Markdown tables.
 The machines these numbers come from are shared with other work, so every comparison
 is measured side by side in one process: each round runs every contender once, in an
 order that rotates from round to round, and the report gives medians over the rounds
-and the spread of the per-round ratios.
+and the interquartile range of the per-round ratios. Where torch runs on one thread,
+the CPU time of that thread is the measure: unlike the wall clock, it does not count
+the time other processes hold the cores.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "load_average",
     "machine",
     "median",
+    "quartiles",
     "ratio_spread",
     "table",
 ]
@@ -95,9 +98,19 @@ def interleave(contenders: Mapping[str, Callable[[], float]], rounds: int) -> Ro
     return Rounds(samples)
 
 
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile)."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return q1, q2, q3
+
+
 def ratio_spread(ratios: Sequence[float]) -> str:
-    """'1.01 (0.98-1.04)': the median ratio and the range of the rounds' ratios."""
-    return f"{median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+    """'1.010 (0.990-1.030)': the median ratio and the interquartile range of the
+    rounds' ratios."""
+    q1, q2, q3 = quartiles(ratios)
+    return f"{q2:.3f} ({q1:.3f}-{q3:.3f})"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
