@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "load_average",
     "machine",
     "median",
+    "noise_probe",
     "quartiles",
     "ratio_spread",
     "table",
@@ -111,6 +113,29 @@ def ratio_spread(ratios: Sequence[float]) -> str:
     rounds' ratios."""
     q1, q2, q3 = quartiles(ratios)
     return f"{q2:.3f} ({q1:.3f}-{q3:.3f})"
+
+
+def noise_probe(repeats: int = 25) -> str:
+    """How steady the machine is now: the same small matrix work repeated, its
+    spread (interquartile range over median) by the wall clock and by CPU time."""
+    a = torch.randn(256, 256)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for _ in range(20):
+            a @ a
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.thread_time() - cpu)
+
+    def spread(values: list[float]) -> float:
+        q1, q2, q3 = quartiles(values)
+        return (q3 - q1) / q2 * 100
+
+    return (
+        f"{spread(walls):.0f}% by the wall clock, {spread(cpus):.0f}% by CPU time "
+        f"(slowest / fastest: {max(walls) / min(walls):.1f}x wall, "
+        f"{max(cpus) / min(cpus):.1f}x CPU)"
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
