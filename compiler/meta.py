@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,7 +11,15 @@ import torch.nn as nn
 
 from .values import BATCH, TensorValue, TupleValue, Value
 
-__all__ = ["MetaError", "build_meta_module", "from_meta", "meta_inputs", "run_meta"]
+__all__ = [
+    "MetaError",
+    "ModuleFacts",
+    "build_meta_module",
+    "from_meta",
+    "meta_inputs",
+    "module_facts",
+    "run_meta",
+]
 
 
 class MetaError(Exception):
@@ -46,6 +56,64 @@ def build_meta_module(
             _MODULE_CACHE.clear()
         _MODULE_CACHE[key] = module
     return module
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """What the compiler reads of a built module: its parameters and submodules."""
+
+    class_name: str
+    param_names: tuple[str, ...]  # direct parameters
+    param_shapes: tuple[tuple[int, ...], ...]
+    # (path, class, ((param, shape), ...)) of each module inside
+    nested: tuple[tuple[str, str, tuple[tuple[str, tuple[int, ...]], ...]], ...]
+    num_params: int
+    # Names of each module's class and its torch.nn bases, by path ('' for itself).
+    kinds: dict[str, tuple[str, ...]]
+
+
+_FACTS: weakref.WeakKeyDictionary[nn.Module, ModuleFacts] = weakref.WeakKeyDictionary()
+
+
+def _class_names(cls: type) -> tuple[str, ...]:
+    """A module class's name and those of its bases up to (not including) nn.Module:
+    an init rule for Linear also reaches a subclass of Linear."""
+    return tuple(
+        base.__name__
+        for base in cls.__mro__
+        if issubclass(base, nn.Module) and base is not nn.Module
+    )
+
+
+def module_facts(module: nn.Module) -> ModuleFacts:
+    """The module's parameters and submodules, read once per module object (the meta
+    modules are cached, so a chain of identical layers reads one module once)."""
+    facts = _FACTS.get(module)
+    if facts is None:
+        own = list(module.named_parameters(recurse=False))
+        facts = ModuleFacts(
+            class_name=type(module).__name__,
+            param_names=tuple(n for n, _ in own),
+            param_shapes=tuple(tuple(p.shape) for _, p in own),
+            nested=tuple(
+                (
+                    path,
+                    type(sub).__name__,
+                    tuple(
+                        (n, tuple(p.shape))
+                        for n, p in sub.named_parameters(recurse=False)
+                    ),
+                )
+                for path, sub in module.named_modules()
+                if path
+            ),
+            num_params=sum(p.numel() for p in module.parameters()),
+            kinds={
+                path: _class_names(type(sub)) for path, sub in module.named_modules()
+            },
+        )
+        _FACTS[module] = facts
+    return facts
 
 
 def meta_inputs(values: list[Value]) -> list[Any]:

@@ -16,12 +16,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..spec.errors import suggest
-from ..spec.torch_ops import constructor_signature, module_classes
+from ..spec.torch_ops import constructor_signature, json_type, module_classes
 
 __all__ = [
     "INFERRED_ARGS",
+    "Arguments",
     "OpInfo",
     "OpLookupError",
+    "arguments_of",
     "function_names",
     "input_names",
     "module_names",
@@ -228,6 +230,55 @@ def signature_of(target: Any) -> inspect.Signature | None:
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """What the compiler reads of an op's signature, read once per op."""
+
+    names: tuple[str, ...]  # every parameter, in order
+    #: Parameters other than ``**kwargs``, by name, in order.
+    params: dict[str, inspect.Parameter]
+    order: dict[str, int]  # the position of each of those
+    positional: tuple[str, ...]  # those that may be given by position, in order
+    positional_only: frozenset[str]
+    accepted: tuple[str, ...]  # the names a keyword argument may have (no ``*args``)
+    required: tuple[str, ...]  # without a default (``*args`` aside)
+    defaults: tuple[tuple[str, Any], ...]
+    types: dict[str, dict[str, Any]]  # JSON Schema of each annotated parameter
+    var_keyword: bool  # takes ``**kwargs``
+
+
+@cache
+def arguments_of(target: Any) -> Arguments | None:
+    """The op's parameters, when Python can tell (see ``signature_of``)."""
+    signature = signature_of(target)
+    if signature is None:
+        return None
+    every = list(signature.parameters.values())
+    params = {p.name: p for p in every if p.kind is not p.VAR_KEYWORD}
+    return Arguments(
+        names=tuple(p.name for p in every),
+        params=params,
+        order={name: i for i, name in enumerate(params)},
+        positional=tuple(
+            p.name
+            for p in params.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ),
+        positional_only=frozenset(p.name for p in every if p.kind is p.POSITIONAL_ONLY),
+        accepted=tuple(
+            p.name for p in params.values() if p.kind is not p.VAR_POSITIONAL
+        ),
+        required=tuple(
+            p.name
+            for p in params.values()
+            if p.default is p.empty and p.kind is not p.VAR_POSITIONAL
+        ),
+        defaults=tuple((p.name, p.default) for p in every if p.default is not p.empty),
+        types={name: json_type(p.annotation) for name, p in params.items()},
+        var_keyword=len(params) < len(every),
+    )
 
 
 @cache

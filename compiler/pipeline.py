@@ -10,10 +10,12 @@ generate_source classes -> Python source
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..spec.collector import paused_gc
 from ..spec.errors import suggest
 from ..spec.model import SpecModel
 from ..spec.validate import validate_document
@@ -44,6 +46,9 @@ class CompiledModel:
     #: Weights to load at build time: (module path, '' for the whole model; the
     #: WeightsSpec; where it is written).
     weights: list[tuple[str, Any, tuple]] = field(default_factory=list)
+    #: Seconds each stage took: validate, resolve (params and graph templates), shapes
+    #: (the walk that infers them), codegen (classes, init and source).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -81,11 +86,21 @@ def compile_document(
     allow_imports: Iterable[str] = (),
 ) -> CompiledModel:
     """Validate, resolve, infer shapes and generate source. Raises SpecError."""
+    with paused_gc():  # see spec/collector.py: linear time, not quadratic
+        return _compile(doc, params, allow_imports)
+
+
+def _compile(
+    doc: Document, params: Mapping[str, Any] | None, allow_imports: Iterable[str]
+) -> CompiledModel:
+    clock = _Clock()
     spec = validate_document(doc)
+    clock.lap("validate")
     values = resolve_params(doc, spec, params)
     model_template, block_templates = lower_spec(
         doc, spec, values, frozenset(allow_imports)
     )
+    clock.lap("resolve")
     instantiator = Instantiator(doc, block_templates)
     result = instantiator.run(
         model_template,
@@ -93,6 +108,7 @@ def compile_document(
         model_inputs(spec.inputs),
         symbolic=False,
     )
+    clock.lap("shapes")
     blocks = [
         block_class(doc, block_templates[name], instantiator.uses[name])
         for name in block_templates
@@ -121,9 +137,25 @@ def compile_document(
         for node in model_template.nodes
         if node.weights is not None
     ]
-    return CompiledModel(
+    clock.lap("codegen")
+    compiled = CompiledModel(
         doc, spec, values, model, blocks, result, modules, source, weights
     )
+    compiled.stage_seconds = clock.seconds
+    return compiled
+
+
+class _Clock:
+    """Seconds between laps, by the name of the stage each lap ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now
 
 
 def _all_modules(cls: ClassIR) -> Iterable[Any]:

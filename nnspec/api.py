@@ -17,6 +17,7 @@ import torch
 from .compiler import CompiledModel, compile_document
 from .compiler.summary import ModelSummary, summarize
 from .spec import parse_yaml
+from .spec.collector import paused_gc
 from .spec.derive import derive, read_spec_file
 
 if TYPE_CHECKING:
@@ -91,12 +92,13 @@ class Spec:
         the spec names; ``strict=False`` loads what matches. ``load_reports`` then says
         what each load did.
         """
-        cls = self.module_class()
-        if device is None:
-            model = cls()
-        else:
-            with torch.device(device):
+        with paused_gc():  # see spec/collector.py
+            cls = self.module_class()
+            if device is None:
                 model = cls()
+            else:
+                with torch.device(device):
+                    model = cls()
         from .runtime.weights import load_weights
 
         self.load_reports: list[LoadReport] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from functools import cache
 
 import torch.nn as nn
 
@@ -20,8 +21,10 @@ _MODULE_ATTRIBUTES = frozenset(
 ) | {"training"}
 # Names the generated source itself uses.
 _GENERATED = frozenset({"self", "torch", "nn", "F", "super"})
+_BUILTINS = frozenset(dir(builtins))
 
 
+@cache
 def snake_case(op: str) -> str:
     """An op's default node name, as torch.nn.functional spells such names.
 
@@ -49,7 +52,7 @@ def name_problem(name: str, *, attribute: bool = True) -> str | None:
         return "starts with a double underscore"
     if name in _GENERATED:
         return "is used by the generated code"
-    if hasattr(builtins, name):
+    if name in _BUILTINS:
         return "would shadow the Python builtin of that name"
     if attribute and name in _MODULE_ATTRIBUTES:
         return f"would hide nn.Module.{name}"
@@ -60,7 +63,7 @@ def class_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a generated class, or None if it can."""
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return "is a Python keyword"
-    if name in _GENERATED or hasattr(builtins, name):
+    if name in _GENERATED or name in _BUILTINS:
         return "would shadow a name the generated code uses"
     return None
 

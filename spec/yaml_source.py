@@ -9,15 +9,13 @@ read, so no depth of brackets can exhaust the stack.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from .collector import paused_gc
 from .errors import Diagnostic, SpecError, suggest
 
 __all__ = [
@@ -479,21 +477,8 @@ def parse_yaml(source: str, path: str = "<spec>") -> Document:
             column=1,
         )
     doc = Document(path=path, source=source, data=None)
-    with _paused_gc():
+    with paused_gc():
         return _load(doc)
-
-
-@contextlib.contextmanager
-def _paused_gc() -> Iterator[None]:
-    """Loading makes many small objects and no reference cycles: the cyclic collector,
-    run again and again over everything else in memory (torch), would triple the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _load(doc: Document) -> Document:

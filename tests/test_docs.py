@@ -1,4 +1,5 @@
-"""Every YAML example in README.md and docs/spec-language.md compiles.
+"""Every YAML example in README.md and docs/spec-language.md compiles (and its train:
+section, if any, passes the runtime's checks).
 
 Complete specs compile as written; fragments compile inside a spec that supplies what
 they name.
@@ -11,6 +12,7 @@ import re
 import pytest
 
 import nnspec
+from nnspec.runtime.settings import resolve_settings
 from tests.conftest import ROOT
 
 FENCE = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
@@ -92,6 +94,10 @@ def test_documented_yaml_compiles(where: str, text: str) -> None:
     spec = nnspec.loads(text, path=path)
     model = spec.build(device="meta")
     assert sum(p.numel() for p in model.parameters()) > 0
+    if "\ntrain:" in text:
+        # The runtime checks what the compiler does not: losses against the outputs,
+        # torch names of the optimizer and scheduler.
+        assert resolve_settings(spec).losses
 
 
 def test_docs_have_examples() -> None:

@@ -11,7 +11,6 @@ class computes sizes from its own constructor arguments.
 from __future__ import annotations
 
 import ast
-import inspect
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -20,7 +19,6 @@ from typing import Any
 import torch
 
 from ...spec.errors import SpecError, describe_value, suggest
-from ...spec.torch_ops import json_type
 from ...spec.yaml_source import Document
 from ..expressions import (
     ExpressionError,
@@ -32,9 +30,22 @@ from ..expressions import (
     resolve_value,
 )
 from ..graph import Call, GraphTemplate, ModuleDef, NodeTemplate, Outputs, Ref
-from ..meta import MetaError, build_meta_module, from_meta, meta_inputs, run_meta
+from ..meta import (
+    MetaError,
+    build_meta_module,
+    from_meta,
+    meta_inputs,
+    module_facts,
+    run_meta,
+)
 from ..names import Namespace
-from ..ops import INFERRED_ARGS, OpInfo, parameter_names, signature_of
+from ..ops import (
+    INFERRED_ARGS,
+    OpInfo,
+    arguments_of,
+    parameter_names,
+    signature_of,
+)
 from ..shape_rules import FUNCTION_PARAMS, RULES, Fallback, ShapeCall, ShapeError
 from ..values import BATCH, TensorValue, TupleValue, Value
 from .lower import ParamDecl
@@ -189,15 +200,6 @@ def _placeholder_names(
                 word = f"dim{k}"
             names[(i, k)] = f"{prefix}_{word}"
     return names
-
-
-def _class_names(cls: type) -> tuple[str, ...]:
-    """A module class's name and those of its bases up to (not including) nn.Module."""
-    return tuple(
-        base.__name__
-        for base in cls.__mro__
-        if issubclass(base, torch.nn.Module) and base is not torch.nn.Module
-    )
 
 
 def _names_in(tree: ast.AST) -> set[str]:
@@ -708,7 +710,7 @@ class Instantiator:
         extra: dict | None,
     ) -> tuple[dict[str, Val], set[str]]:
         """Evaluated constructor arguments, inferred ones included, in signature order."""
-        signature = signature_of(op.target)
+        arguments = arguments_of(op.target)
         args, kwargs = self.evaluate_node_args(state, node, extra)
         inferred: dict[str, Val] = {}
         for arg, dim in INFERRED_ARGS.get(op.name, ()):
@@ -730,18 +732,10 @@ class Instantiator:
                 )
                 continue
             inferred[arg] = dim_val
-        if signature is None:
+        if arguments is None:
             merged = {**inferred, **kwargs}
             return merged, set(inferred)
-        params = [
-            p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD
-        ]
-        positional = [
-            p.name
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            and p.name not in inferred
-        ]
+        positional = [name for name in arguments.positional if name not in inferred]
         bound: dict[str, Val] = dict(inferred)
         if len(args) > len(positional):
             raise self.fail(
@@ -763,9 +757,8 @@ class Instantiator:
                 )
             bound[key] = val
             written[key] = (*node.path, key)
-        annotations = {p.name: p.annotation for p in params}
         for name, at in written.items():
-            expected = json_type(annotations.get(name, inspect.Parameter.empty))
+            expected = arguments.types.get(name, {})
             value = bound[name].value
             if not _fits(value, expected):
                 raise self.fail(
@@ -773,20 +766,14 @@ class Instantiator:
                     f"{node.label}, {name}: expected {_expected_words(expected)}, "
                     f"received {describe_value(value)}",
                 )
-        missing = [
-            p.name
-            for p in params
-            if p.default is p.empty
-            and p.kind not in (p.VAR_POSITIONAL,)
-            and p.name not in bound
-        ]
+        missing = [name for name in arguments.required if name not in bound]
         if missing:
             raise self.node_fail(
                 node,
                 f"missing required argument{'s' if len(missing) > 1 else ''} "
                 + ", ".join(missing),
             )
-        order = {p.name: i for i, p in enumerate(params)}
+        order = arguments.order
         ordered = dict(
             sorted(bound.items(), key=lambda kv: order.get(kv[0], len(order)))
         )
@@ -830,8 +817,8 @@ class Instantiator:
         bound: dict[str, Val],
         target: Any,
     ) -> ast.Call:
-        signature = signature_of(target)
-        order = list(signature.parameters) if signature is not None else []
+        arguments = arguments_of(target)
+        order = arguments.names if arguments is not None else ()
         args: list[ast.expr] = []
         keywords: list[ast.keyword] = []
         leading = True
@@ -945,15 +932,8 @@ class Instantiator:
     def meta_module(
         self, node: NodeTemplate, op: OpInfo, bound: dict[str, Val], fresh: bool = False
     ) -> Any:
-
-        signature = signature_of(op.target)
-        positional_only = set()
-        if signature is not None:
-            positional_only = {
-                p.name
-                for p in signature.parameters.values()
-                if p.kind is p.POSITIONAL_ONLY
-            }
+        arguments = arguments_of(op.target)
+        positional_only = arguments.positional_only if arguments else frozenset()
         args = [v.value for k, v in bound.items() if k in positional_only]
         kwargs = {k: v.value for k, v in bound.items() if k not in positional_only}
         try:
@@ -966,30 +946,18 @@ class Instantiator:
     def module_def(
         self, node: NodeTemplate, op: OpInfo, ctor: ast.expr, module: Any
     ) -> ModuleDef:
-        nested = tuple(
-            (
-                path,
-                type(sub).__name__,
-                tuple(
-                    (n, tuple(p.shape)) for n, p in sub.named_parameters(recurse=False)
-                ),
-            )
-            for path, sub in module.named_modules()
-            if path
-        )
-        kinds = {path: _class_names(type(sub)) for path, sub in module.named_modules()}
-        own = list(module.named_parameters(recurse=False))
+        facts = module_facts(module)
         return ModuleDef(
             name=node.name,
             op=op,
             ctor=ctor,
             line=self.doc.where(node.path)[0],
-            value_class=type(module).__name__,
-            param_names=tuple(n for n, _ in own),
-            param_shapes=tuple(tuple(p.shape) for _, p in own),
-            nested=nested,
-            kinds=kinds,
-            num_params=sum(p.numel() for p in module.parameters()),
+            value_class=facts.class_name,
+            param_names=facts.param_names,
+            param_shapes=facts.param_shapes,
+            nested=facts.nested,
+            num_params=facts.num_params,
+            kinds=facts.kinds,
         )
 
     def module_shape(
@@ -1006,12 +974,11 @@ class Instantiator:
         ``context``."""
         rule = RULES.get(op.name) if op.import_module is None and rules else None
         if rule is not None and isinstance(values, list):
-            signature = signature_of(op.target)
+            arguments = arguments_of(op.target)
             full = dict(bound)
-            if signature is not None:
-                for p in signature.parameters.values():
-                    if p.default is not p.empty and p.name not in full:
-                        full[p.name] = const(p.default)
+            for name, default in arguments.defaults if arguments else ():
+                if name not in full:
+                    full[name] = const(default)
             try:
                 return rule(ShapeCall(op.name, list(values), full))
             except ShapeError as exc:

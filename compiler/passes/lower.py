@@ -13,10 +13,10 @@ from ..names import Namespace, class_name_problem, name_problem, snake_case
 from ..ops import (
     OpInfo,
     OpLookupError,
+    arguments_of,
     input_names,
     module_names,
     resolve_op,
-    signature_of,
 )
 
 __all__ = ["ParamDecl", "lower_spec"]
@@ -273,19 +273,16 @@ class _Lowering:
                         key=True,
                     )
             return
-        signature = signature_of(op.target)
-        if signature is None:
+        arguments = arguments_of(op.target)
+        if arguments is None or arguments.var_keyword:
             return
-        params = signature.parameters.values()
-        if any(p.kind is p.VAR_KEYWORD for p in params):
-            return
-        names = [p.name for p in params if p.kind is not p.VAR_POSITIONAL]
+        names = arguments.accepted
         for key in extras:
             if key not in names and _valid_argument(key):
                 self.error(
                     (*path, key),
                     f"{label} has no argument {key!r}"
-                    + suggest(key, names)
+                    + suggest(key, list(names))
                     + f"; its arguments: {', '.join(names)}",
                     key=True,
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 
 import torch
@@ -174,3 +175,14 @@ def test_loads_and_load_agree(tmp_path) -> None:
     path = tmp_path / "tiny.yaml"
     path.write_text(text)
     assert nnspec.load(path).source() == nnspec.loads(text, path="tiny.yaml").source()
+
+
+def test_compile_reports_the_seconds_of_each_stage() -> None:
+    start = time.perf_counter()
+    spec = compile_text(BLOCKS)
+    elapsed = time.perf_counter() - start
+    seconds = spec.compiled.stage_seconds
+    assert list(seconds) == ["validate", "resolve", "shapes", "codegen"]
+    assert all(s >= 0 for s in seconds.values())
+    # The stages are laps of one clock inside the compile: they cannot add up to more.
+    assert sum(seconds.values()) <= elapsed

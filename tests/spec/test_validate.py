@@ -44,6 +44,43 @@ def test_all_structural_errors_are_reported_together() -> None:
     assert str(err).count("v.yaml:") == 5
 
 
+def test_identical_mistakes_are_each_reported_at_their_own_line() -> None:
+    # Identical nodes are checked against the schema once; a mistake is still reported
+    # at every node that makes it, here and inside a block.
+    text = (
+        "nnspec: 1\nname: Net\ninputs: {x: [3]}\n"
+        "blocks:\n"
+        "  B:\n"
+        "    layers:\n"
+        "      - {op: ReLU, in: 3}\n"
+        "      - {op: ReLU, in: 3}\n"
+        "layers:\n"
+        "  - {op: ReLU, in: 3}\n"
+        "  - ReLU\n"
+        "  - {op: ReLU, in: 3}\n"
+    )
+    err = errors(text)
+    assert [(d.line, d.column) for d in err.diagnostics] == [
+        (7, 24),
+        (8, 24),
+        (10, 20),
+        (12, 20),
+    ]
+
+
+def test_nodes_equal_in_python_but_of_other_types_are_each_checked() -> None:
+    # 1 == True in Python; the schema tells them apart, so must the check.
+    text = (
+        "nnspec: 1\nname: Net\ninputs: {x: [3]}\n"
+        "layers:\n"
+        "  - {op: ReLU, repeat: 1}\n"
+        "  - {op: ReLU, repeat: true}\n"
+    )
+    err = errors(text)
+    assert [d.line for d in err.diagnostics] == [6]
+    assert "received boolean true" in err.message
+
+
 def test_a_spec_must_be_a_mapping() -> None:
     err = errors("- ReLU\n")
     assert err.message.startswith("a spec is a mapping")

@@ -1,0 +1,1 @@
+"""nnspec's benchmarks, run on demand: ``python -m bench`` rewrites BENCHMARKS.md."""
