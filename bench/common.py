@@ -156,3 +156,23 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def section_main(
+    name: str,
+    run: Callable[[bool], tuple[list[str], object]],
+    argv: list[str] | None,
+    *,
+    one_thread: bool = True,
+) -> int:
+    """``python -m bench.NAME [--quick]``: run one section and print its lines."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if one_thread:
+        torch.set_num_threads(1)
+    lines, _ = run(args.quick)
+    print("\n".join(lines))
+    return 0

@@ -11,14 +11,13 @@ meta tensors. Peak resident memory shows that nothing was allocated.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import time
 
 import nnspec
 
-from .common import ROOT, interleave, median, table
+from .common import ROOT, interleave, median, section_main, table
 
 __all__ = ["SPECS", "run"]
 
@@ -101,12 +100,7 @@ def run(quick: bool = False) -> tuple[list[str], dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.meta_build")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    lines, _ = run(args.quick)
-    print("\n".join(lines))
-    return 0
+    return section_main("meta_build", run, argv, one_thread=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ the figure is the median of the per-round ratios, generated over hand-written.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from tests.compiler import handwritten as examples
 from tests.compiler.examples import copy_weights
 
 from . import handwritten
-from .common import ROOT, interleave, median, ratio_spread, table
+from .common import ROOT, interleave, median, ratio_spread, section_main, table
 
 __all__ = ["CASES", "Case", "run"]
 
@@ -134,13 +133,7 @@ def run(quick: bool = False) -> tuple[list[str], dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.overhead")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    lines, _ = run(args.quick)
-    print("\n".join(lines))
-    return 0
+    return section_main("overhead", run, argv)
 
 
 if __name__ == "__main__":

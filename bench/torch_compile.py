@@ -12,7 +12,6 @@ is a recompile.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from torch import nn
 from torch._dynamo.utils import counters
 from torch._inductor.utils import fresh_cache
 
-from .common import interleave, median, ratio_spread, table
+from .common import interleave, median, ratio_spread, section_main, table
 from .overhead import CASES, Case, _pair
 
 __all__ = ["compile_once", "run"]
@@ -201,13 +200,7 @@ def run(quick: bool = False) -> tuple[list[str], dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.torch_compile")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    lines, _ = run(args.quick)
-    print("\n".join(lines))
-    return 0
+    return section_main("torch_compile", run, argv)
 
 
 if __name__ == "__main__":

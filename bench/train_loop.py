@@ -24,7 +24,6 @@ out, and the run's figure is the median of the rest. Runs alternate in rounds.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -44,7 +43,7 @@ import nnspec
 import nnspec.runtime.loop as nnspec_loop
 from nnspec.runtime import Trainer
 
-from .common import ROOT, interleave, median, ratio_spread, table
+from .common import ROOT, interleave, median, ratio_spread, section_main, table
 
 __all__ = ["SPEC", "run"]
 
@@ -284,13 +283,7 @@ def run(quick: bool = False) -> tuple[list[str], dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.train_loop")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    lines, _ = run(args.quick)
-    print("\n".join(lines))
-    return 0
+    return section_main("train_loop", run, argv)
 
 
 if __name__ == "__main__":
