@@ -9,30 +9,11 @@ import pytest
 import nnspec
 from nnspec.cli import main
 from nnspec.compiler.summary import ModelSummary
+from tests.compiler.test_spec_language import SECTION_1_LENET
 from tests.conftest import EXAMPLES
 
-LENET = """\
-nnspec: 1
-name: LeNet
-doc: LeNet-5 for 32x32 RGB images.
-params:
-  classes: 10
-inputs:
-  x: [3, 32, 32]
-layers:
-  - {op: Conv2d, name: conv1, out_channels: 6, kernel_size: 5}
-  - ReLU
-  - {op: MaxPool2d, kernel_size: 2}
-  - {op: Conv2d, name: conv2, out_channels: 16, kernel_size: 5}
-  - ReLU
-  - {op: MaxPool2d, kernel_size: 2}
-  - Flatten
-  - {op: Linear, name: fc1, out_features: 120}
-  - ReLU
-  - {op: Linear, name: fc2, out_features: 84}
-  - ReLU
-  - {op: Linear, name: fc3, out_features: "${classes}"}
-"""
+# Section 1 of the language description: LeNet, kept verbatim there.
+LENET = SECTION_1_LENET
 
 TWO_HEADS = """\
 nnspec: 1
@@ -236,7 +217,9 @@ def test_cli_json_matches_the_api(tmp_path, capsys) -> None:  # type: ignore[no-
 
 def test_cli_reports_spec_errors_with_position(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "bad.yaml"
-    path.write_text(LENET.replace("kernel_size: 5}", "kernal_size: 5}", 1))
+    text = LENET.replace("kernel_size: 5}", "kernal_size: 5}", 1)
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "kernal_size" in t)
     assert main(["summary", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}:9:" in err and "kernal_size" in err
+    assert f"{path}:{line}:" in err and "kernal_size" in err
