@@ -855,7 +855,7 @@ class Instantiator:
         listed = list(values.values()) if isinstance(values, dict) else values
         first = listed[0] if listed and isinstance(listed[0], TensorValue) else None
         rank = first.rank if first is not None else None
-        given = [(k, v, (k,)) for k, v in kwargs.items()]
+        given: list[tuple[str, Val, tuple]] = [(k, v, (k,)) for k, v in kwargs.items()]
         if args and isinstance(values, list):
             skip = 1 if sequence else len(values)
             names = parameter_names(node.op.target)[skip:]
