@@ -54,7 +54,7 @@ def build_meta_module(
         raise MetaError(_one_line(exc)) from None
     if isinstance(module, nn.Module):
         for name, param in module.named_parameters():
-            if param.numel() > MAX_ELEMENTS:
+            if not nn.parameter.is_lazy(param) and param.numel() > MAX_ELEMENTS:
                 raise MetaError(
                     f"its parameter {name!r} {list(param.shape)} would have "
                     f"{param.numel()} elements, over the limit of 2**48"
