@@ -396,27 +396,16 @@ _CONV = {
     "groups": _SIZE,
 }
 _CONV_FN = {"stride": _SIZE, "padding": _OFFSET, "dilation": _SIZE, "groups": _SIZE}
+_UNPOOL = {"kernel_size": _SIZE, "stride": _SIZE, "padding": _OFFSET}
 _POOL = {
-    "kernel_size": _SIZE,
-    "stride": _SIZE,
-    "padding": _OFFSET,
-    "dilation": _SIZE,
-    "divisor_override": _SIZE,
+    "Max": {**_UNPOOL, "dilation": _SIZE},
+    "Avg": {**_UNPOOL, "divisor_override": _SIZE},
+    "LP": {"kernel_size": _SIZE, "stride": _SIZE},
 }
-_FOLD = {
-    "output_size": _SIZE,
-    "kernel_size": _SIZE,
-    "dilation": _SIZE,
-    "padding": _OFFSET,
-    "stride": _SIZE,
-}
+_UNFOLD = {"kernel_size": _SIZE, "dilation": _SIZE, "padding": _OFFSET, "stride": _SIZE}
+_FOLD = {"output_size": _SIZE, **_UNFOLD}
 _RESAMPLE = {"size": _SIZE, "scale_factor": _SCALE}
-_RNN = {
-    "input_size": _SIZE,
-    "hidden_size": _SIZE,
-    "num_layers": _LAYERS,
-    "proj_size": _OFFSET,
-}
+_RNN = {"input_size": _SIZE, "hidden_size": _SIZE, "num_layers": _LAYERS}
 _ATTENTION = {"d_model": _SIZE, "nhead": _SIZE, "dim_feedforward": _SIZE}
 
 #: The numeric arguments checked before any shape is worked out: op -> argument ->
@@ -429,9 +418,11 @@ ARG_LIMITS: dict[str, dict[str, Limit]] = {
         f"conv_transpose{n}d": {**_CONV_FN, "output_padding": _OFFSET}
         for n in (1, 2, 3)
     },
-    **{f"{kind}Pool{n}d": _POOL for kind in ("Max", "Avg", "LP") for n in (1, 2, 3)},
-    **{f"{kind}_pool{n}d": _POOL for kind in ("max", "avg", "lp") for n in (1, 2, 3)},
-    **{f"MaxUnpool{n}d": _POOL for n in (1, 2, 3)},
+    **{f"{kind}Pool{n}d": _POOL[kind] for kind in _POOL for n in (1, 2, 3)},
+    **{f"{kind.lower()}_pool{n}d": _POOL[kind] for kind in _POOL for n in (1, 2, 3)},
+    "AvgPool1d": _UNPOOL,  # no divisor_override in 1d
+    "avg_pool1d": _UNPOOL,
+    **{f"MaxUnpool{n}d": _UNPOOL for n in (1, 2, 3)},
     **{
         f"FractionalMaxPool{n}d": {"kernel_size": _SIZE, "output_size": _SIZE}
         for n in (2, 3)
@@ -481,12 +472,12 @@ ARG_LIMITS: dict[str, dict[str, Limit]] = {
     "pixel_shuffle": {"upscale_factor": _SIZE},
     "pixel_unshuffle": {"downscale_factor": _SIZE},
     "Fold": _FOLD,
-    "Unfold": _FOLD,
+    "Unfold": _UNFOLD,
     "fold": _FOLD,
-    "unfold": _FOLD,
+    "unfold": _UNFOLD,
     "ChannelShuffle": {"groups": _SIZE},
     "RNN": _RNN,
-    "LSTM": _RNN,
+    "LSTM": {**_RNN, "proj_size": _OFFSET},
     "GRU": _RNN,
     "RNNCell": {"input_size": _SIZE, "hidden_size": _SIZE},
     "LSTMCell": {"input_size": _SIZE, "hidden_size": _SIZE},
