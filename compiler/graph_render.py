@@ -299,14 +299,29 @@ _FROZEN = 'fillcolor="#e4e4e4", fontcolor="#555555"'
 _CLUSTER_FILLS = ("#f4f7fc", "#eaf0f9", "#dfe8f5")
 
 
+# Line breaks (any Python or Unicode recognises) and other control characters: a
+# label is one line of plain text, whatever a name or an op in the spec holds.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(" ", text)
+
+
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT quoted string: backslashes and quotes escaped, on one line."""
+    return '"' + _one_line(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _escape_html(text: str) -> str:
+    """Text for a DOT HTML-like label: ``<>&"'`` as entities, on one line."""
+    return html.escape(_one_line(text), quote=True)
 
 
 def _html(title: str, subtitle: str, frozen: bool = False) -> str:
-    text = f"<b>{html.escape(title)}</b>"
+    text = f"<b>{_escape_html(title)}</b>"
     if subtitle:
-        text += f'<br/><font point-size="9">{html.escape(subtitle)}</font>'
+        text += f'<br/><font point-size="9">{_escape_html(subtitle)}</font>'
     if frozen:
         text += '<br/><font point-size="8">frozen</font>'
     return f"<{text}>"
@@ -373,8 +388,23 @@ def _dot_edge(edge: Edge) -> str:
 # -- Mermaid -----------------------------------------------------------------------
 
 
+# Mermaid entity codes for what could end a quoted label, start markup or an entity.
+_MERMAID_ENTITIES = {
+    "#": "#35;",
+    '"': "#quot;",
+    "<": "#lt;",
+    ">": "#gt;",
+    "&": "#amp;",
+    "`": "#96;",
+    "|": "#124;",
+}
+_MERMAID_SPECIAL = re.compile("[" + re.escape("".join(_MERMAID_ENTITIES)) + "]")
+
+
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    """Plain text inside a quoted Mermaid label: on one line, with the characters
+    that mean something to Mermaid or HTML as entity codes."""
+    return _MERMAID_SPECIAL.sub(lambda m: _MERMAID_ENTITIES[m[0]], _one_line(text))
 
 
 _MERMAID_SHAPES = {
@@ -388,7 +418,7 @@ _MERMAID_SHAPES = {
 def to_mermaid(diagram: Diagram) -> str:
     """The diagram as a Mermaid flowchart (GitHub and most Markdown viewers draw it)."""
     ids = _MermaidIds()
-    lines = ["flowchart TB", f"  %% {diagram.title}"]
+    lines = ["flowchart TB", f"  %% {_one_line(diagram.title)}"]
     _mermaid_cluster(diagram, diagram.root, lines, 1, ids)
     for edge in diagram.edges:
         src, dst = ids(edge.src), ids(edge.dst)
@@ -431,12 +461,12 @@ def _mermaid_cluster(
     for node_id in cluster.nodes:
         node = diagram.nodes[node_id]
         open_, close = _MERMAID_SHAPES.get(node.kind, ('["', '"]'))
-        text = f"<b>{node.title}</b>"
+        text = f"<b>{_mermaid_text(node.title)}</b>"
         if node.subtitle:
-            text += f"<br/>{node.subtitle}"
+            text += f"<br/>{_mermaid_text(node.subtitle)}"
         if node.frozen:
             text += "<br/>frozen"
-        lines.append(f"{pad}{ids(node_id)}{open_}{_mermaid_text(text)}{close}")
+        lines.append(f"{pad}{ids(node_id)}{open_}{text}{close}")
     for sub in cluster.clusters:
         label = _mermaid_text(f"{sub.title}: {sub.subtitle}")
         lines.append(f'{pad}subgraph {ids(sub.id)}["{label}"]')

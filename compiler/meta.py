@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .ops import MAX_ELEMENTS
 from .values import BATCH, TensorValue, TupleValue, Value
 
 __all__ = [
@@ -51,6 +52,13 @@ def build_meta_module(
             module = cls(*args, **kwargs)
     except Exception as exc:
         raise MetaError(_one_line(exc)) from None
+    if isinstance(module, nn.Module):
+        for name, param in module.named_parameters():
+            if not nn.parameter.is_lazy(param) and param.numel() > MAX_ELEMENTS:
+                raise MetaError(
+                    f"its parameter {name!r} {list(param.shape)} would have "
+                    f"{param.numel()} elements, over the limit of 2**48"
+                )
     if cache:
         if len(_MODULE_CACHE) >= _MAX_CACHE:
             _MODULE_CACHE.clear()
@@ -129,8 +137,11 @@ def _to_meta(value: Value | None) -> Any:
 
 
 def run_meta(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` on meta tensors; any error torch raises (also one
+    of size arithmetic, or a tensor made inside without a device, which is made on
+    the meta device too) is a MetaError with torch's message."""
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.device("meta"):
             return fn(*args, **kwargs)
     except Exception as exc:
         raise MetaError(_one_line(exc)) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -79,17 +80,45 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_output_path(target: Path, spec: Path, imports: Sequence[str]) -> None:
+    """Refuse an output that is the spec itself (also through a link), or whose module
+    name shadows a module the generated code imports (torch, an allowed custom
+    package) or one of Python's standard library, for every model in that folder."""
+    same = target.resolve() == spec.resolve() or (
+        target.exists() and spec.exists() and os.path.samefile(target, spec)
+    )
+    if same:
+        raise UsageError(f"the output {target} would overwrite the spec {spec}")
+    if target.suffix != ".py":
+        return
+    name = target.stem.lower()
+    imported = {"torch", *(package.split(".")[0].lower() for package in imports)}
+    if name in imported:
+        why = f"the module {target.stem!r} that the generated code imports"
+    elif name in {n.lower() for n in sys.stdlib_module_names}:
+        why = f"the standard library module {target.stem!r}"
+    else:
+        return
+    raise UsageError(
+        f"the output {target} would shadow {why} for every Python file in its "
+        f"folder; choose another name, e.g. -o {target.with_name(target.stem + '_model.py')}"
+    )
+
+
 def compile_command(args: argparse.Namespace) -> int:
     from .api import load
 
+    target = None
+    if args.output != "-":
+        target = (
+            Path(args.output) if args.output else Path(args.spec).with_suffix(".py")
+        )
+        check_output_path(target, Path(args.spec), args.allow_imports)
     spec = load(args.spec, parse_params(args.params), allow_imports=args.allow_imports)
     source = spec.source()
-    if args.output == "-":
+    if target is None:
         sys.stdout.write(source)
         return 0
-    target = Path(args.output) if args.output else Path(args.spec).with_suffix(".py")
-    if target.resolve() == Path(args.spec).resolve():
-        raise UsageError(f"the output {target} would overwrite the spec")
     try:
         target.write_text(source, encoding="utf-8")
     except OSError as exc:

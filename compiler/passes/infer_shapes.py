@@ -41,8 +41,10 @@ from ..meta import (
 from ..names import Namespace
 from ..ops import (
     INFERRED_ARGS,
+    MAX_ELEMENTS,
     OpInfo,
     arguments_of,
+    limit_problems,
     parameter_names,
     signature_of,
 )
@@ -242,6 +244,15 @@ def _translate(value: Any, mapping: dict[str, ast.expr | None]) -> Any:
     return {k: _translate(v, mapping) for k, v in value.items()}
 
 
+def _elements(value: TensorValue) -> int:
+    """Elements per sample: the product of the sizes besides the batch dimension."""
+    count = 1
+    for k, n in enumerate(value.shape):
+        if k != value.batch_dim:
+            count *= n
+    return count
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -267,15 +278,17 @@ class Instantiator:
         return self.doc.error(path, message, key=key)
 
     def node_fail(
-        self, node: NodeTemplate, message: str, at: str | None = None
+        self, node: NodeTemplate, message: str, at: str | tuple | None = None
     ) -> SpecError:
         """An error about a node as a whole, at its ``at`` key when the spec writes one
-        (``in`` for its inputs, an argument's name), else at the node."""
+        (``in`` for its inputs, an argument's name, or a path below the node such as
+        ``("stride", 1)``), else at the node."""
         detail = ", ".join(f"{k}={_short(v)}" for k, v in list(node.kwargs.items())[:3])
         what = node.op_name + (f", {detail}" if detail else "")
         path = node.path
-        if at is not None and (*node.path, at) in self.doc.marks:
-            path = (*node.path, at)
+        below = at if isinstance(at, tuple) else (at,)
+        if at is not None and (*node.path, *below) in self.doc.marks:
+            path = (*node.path, *below)
         return self.fail(path, f"node {node.name!r} ({what}): {message}")
 
     # -- graphs ---------------------------------------------------------------
@@ -305,6 +318,8 @@ class Instantiator:
         for node in template.nodes:
             state.names.reserve(node.name)
         for name, value in zip(template.inputs, inputs):
+            if not symbolic:
+                self.check_input(name, value)
             state.env[name] = value
         state.scope = Scope(
             params, lambda ref: self._shape_of(state, ref), lambda: list(state.env)
@@ -326,6 +341,18 @@ class Instantiator:
             param_values={k: v.value for k, v in params.items()},
             size=state.size,
         )
+
+    def check_input(self, name: str, value: Value) -> None:
+        """A declared model input within MAX_ELEMENTS elements per sample."""
+        if isinstance(value, TensorValue) and _elements(value) > MAX_ELEMENTS:
+            path: tuple = ("inputs", name, "shape")
+            if path not in self.doc.marks:
+                path = ("inputs", name)
+            raise self.fail(
+                path,
+                f"input {name!r} {value.render()} has {_elements(value)} elements per "
+                "sample, over the limit of 2**48",
+            )
 
     def _shape_of(self, state: _State, ref: str) -> list[Val | None]:
         if ref not in state.env:
@@ -513,6 +540,7 @@ class Instantiator:
                 assert value is not None
                 values = [value]
                 refs = [Ref(state.calls[-1].node)]
+            self.check_function_limits(node, values, args, kwargs, sequence)
             value = self.function_shape(node, values, args, kwargs, sequence)
             self.grow(state, 1, node, walked=False)
             # The last copy carries the node's name: references to the node mean it.
@@ -574,11 +602,14 @@ class Instantiator:
                 for name, default in FUNCTION_PARAMS.get(node.op.name, ()):
                     bound.setdefault(name, const(default))
                 try:
-                    return rule(ShapeCall(node.op.name, list(values), bound))
+                    value = rule(ShapeCall(node.op.name, list(values), bound))
+                    return self.bounded(node, value)
                 except ShapeError as exc:
                     raise self.node_fail(node, str(exc), exc.at) from None
                 except (Fallback, TypeError, ValueError, IndexError, KeyError):
                     pass  # not covered by the rule: run the op on the meta device
+                except ArithmeticError:
+                    pass  # torch reports it, at the node
         arg_values = [a.value for a in args]
         kw_values = {k: v.value for k, v in kwargs.items()}
         if isinstance(values, dict):
@@ -595,7 +626,7 @@ class Instantiator:
             like = values[0] if values and isinstance(values[0], TensorValue) else None
         try:
             result = run_meta(node.op.target, call_args, call_kwargs)
-            return from_meta(result, like)
+            return self.bounded(node, from_meta(result, like))
         except MetaError as exc:
             unknown = _UNEXPECTED_KEYWORD.search(str(exc))
             if unknown and unknown.group(1) in node.kwargs:
@@ -712,6 +743,10 @@ class Instantiator:
         """Evaluated constructor arguments, inferred ones included, in signature order."""
         arguments = arguments_of(op.target)
         args, kwargs = self.evaluate_node_args(state, node, extra)
+        rank = first.rank if first is not None else None
+        self.check_limits(
+            node, op.name, [(k, v, (k,)) for k, v in kwargs.items()], rank
+        )
         inferred: dict[str, Val] = {}
         for arg, dim in INFERRED_ARGS.get(op.name, ()):
             if first is None:
@@ -748,6 +783,15 @@ class Instantiator:
         for j, (name, val) in enumerate(zip(positional, args)):
             bound[name] = val
             written[name] = (*node.path, "args", j)
+        self.check_limits(
+            node,
+            op.name,
+            [
+                (name, val, ("args", j))
+                for j, (name, val) in enumerate(zip(positional, args))
+            ],
+            rank,
+        )
         for key, val in kwargs.items():
             if key in bound and key not in inferred:
                 raise self.fail(
@@ -778,6 +822,62 @@ class Instantiator:
             sorted(bound.items(), key=lambda kv: order.get(kv[0], len(order)))
         )
         return ordered, set(inferred)
+
+    def check_limits(
+        self,
+        node: NodeTemplate,
+        op_name: str,
+        given: list[tuple[str, Val, tuple]],
+        rank: int | None,
+    ) -> None:
+        """Numeric arguments in their ranges (ops.ARG_LIMITS), before any shape
+        arithmetic or tensor is made of them: ``stride must be >= 1, got 0`` at the
+        value (the list item) that is out of range."""
+        for name, val, at in given:
+            problems = limit_problems(op_name, name, val.value, rank)
+            if problems:
+                index, message = problems[0]
+                raise self.node_fail(
+                    node, message, at if index is None else (*at, index)
+                )
+
+    def check_function_limits(
+        self,
+        node: NodeTemplate,
+        values: list[Value] | dict[str, Value],
+        args: list[Val],
+        kwargs: dict[str, Val],
+        sequence: bool,
+    ) -> None:
+        """check_limits for a function's arguments: keywords by name, positional
+        ones by the parameters that follow the tensor inputs."""
+        assert node.op is not None
+        listed = list(values.values()) if isinstance(values, dict) else values
+        first = listed[0] if listed and isinstance(listed[0], TensorValue) else None
+        rank = first.rank if first is not None else None
+        given: list[tuple[str, Val, tuple]] = [(k, v, (k,)) for k, v in kwargs.items()]
+        if args and isinstance(values, list):
+            skip = 1 if sequence else len(values)
+            names = parameter_names(node.op.target)[skip:]
+            given += [(n, a, ("args", j)) for j, (n, a) in enumerate(zip(names, args))]
+        self.check_limits(node, node.op.name, given, rank)
+
+    def bounded(self, node: NodeTemplate, value: Value, context: str = "") -> Value:
+        """The value, if no tensor in it has more than MAX_ELEMENTS elements per
+        sample; else a located error, before any later node is made for it."""
+        if isinstance(value, TupleValue):
+            for item in value.items:
+                if item is not None:
+                    self.bounded(node, item, context)
+        elif isinstance(value, TensorValue):
+            count = _elements(value)
+            if count > MAX_ELEMENTS:
+                raise self.node_fail(
+                    node,
+                    f"{context}its output {value.render()} would have {count} "
+                    "elements per sample, over the limit of 2**48",
+                )
+        return value
 
     def check_inferred(
         self, node: NodeTemplate, arg: str, given: Any, first: TensorValue, dim: int
@@ -980,15 +1080,19 @@ class Instantiator:
                 if name not in full:
                     full[name] = const(default)
             try:
-                return rule(ShapeCall(op.name, list(values), full))
+                value = rule(ShapeCall(op.name, list(values), full))
+                return self.bounded(node, value, context)
             except ShapeError as exc:
                 raise self.node_fail(node, f"{context}{exc}", exc.at) from None
             except (Fallback, TypeError, ValueError, IndexError, KeyError):
                 pass  # not covered by the rule: run the op on the meta device
+            except ArithmeticError:
+                pass  # torch reports it, at the node
         result = self.run_module(node, module, values, context)
         like = values[0] if isinstance(values, list) and values else None
         try:
-            return from_meta(result, like if isinstance(like, TensorValue) else None)
+            value = from_meta(result, like if isinstance(like, TensorValue) else None)
+            return self.bounded(node, value, context)
         except MetaError as exc:
             raise self.node_fail(node, f"{context}{exc}") from None
 
