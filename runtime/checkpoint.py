@@ -52,6 +52,7 @@ from .errors import TrainError
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAMES",
+    "UnreadableCheckpointError",
     "check_resumable",
     "check_state",
     "copy_checkpoint",
@@ -69,6 +70,13 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+
+
+class UnreadableCheckpointError(TrainError):
+    """A checkpoint that cannot be read, or is damaged: ``--resume --overwrite``
+    starts over instead."""
+
+
 #: The names of checkpoints in a run's checkpoints/ folder.
 CHECKPOINT_NAMES = ("last.pt", "best.pt", "last.dcp", "best.dcp")
 _PARTIAL_SUFFIX = ".partial"
@@ -210,9 +218,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad file
-        raise TrainError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise UnreadableCheckpointError(
+            f"cannot read checkpoint {path}: {exc}"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"{path} is not a checkpoint of this version of nnspec "
             f"(format {state.get('format') if isinstance(state, dict) else None!r}, "
             f"expected {CHECKPOINT_FORMAT})"
@@ -259,7 +269,7 @@ def check_state(
     ``complete=False`` checks only the keys present (a file read for its weights)."""
 
     def damaged(what: str) -> TrainError:
-        return TrainError(f"checkpoint {path} is damaged: {what}")
+        return UnreadableCheckpointError(f"checkpoint {path} is damaged: {what}")
 
     for key, kinds in (*_REQUIRED.items(), *_OPTIONAL.items()):
         if key not in state:

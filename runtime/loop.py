@@ -39,6 +39,7 @@ from nnspec.api import Spec, load
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
+    UnreadableCheckpointError,
     check_resumable,
     check_state,
     restoring,
@@ -613,16 +614,15 @@ class Trainer:
         run = self.run
         try:
             checkpoint = self.cluster.read_checkpoint(run)
-        except TrainError as exc:
+            if checkpoint is not None:
+                check_state(checkpoint, run.last)
+                return checkpoint
+        except UnreadableCheckpointError as exc:
             if not self.overwrite:
                 raise
             problem = str(exc)
-            checkpoint = None
         else:
             problem = f"{run.last} does not exist"
-        if checkpoint is not None:
-            check_state(checkpoint, run.last)
-            return checkpoint
         if not self.overwrite:
             raise TrainError(
                 f"cannot resume: {problem}; start over in {run.root} with --overwrite "

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import (
+    UnreadableCheckpointError,
     load_checkpoint,
     partial_directory,
     replace_directory,
@@ -109,21 +110,21 @@ def read_index(path: Path) -> Any:
 
     file = path / ".metadata"
     if file.is_symlink() or not file.is_file():
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"cannot read sharded checkpoint {path}: it has no {file.name} file"
         )
     try:
         with open(file, "rb") as f:
             index = _MetadataUnpickler(f).load()
     except Exception as exc:  # a damaged or planted pickle raises many kinds
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"cannot read sharded checkpoint {path}: {file} is not DCP metadata "
             f"({_one_line(exc)})"
         ) from None
     if not isinstance(index, Metadata) or not isinstance(
         index.state_dict_metadata, dict
     ):
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"cannot read sharded checkpoint {path}: {file} is not DCP metadata "
             f"(it holds a {type(index).__name__})"
         )
@@ -137,7 +138,7 @@ def read_index(path: Path) -> Any:
             or "\\" in name
             or "\0" in name
         ):
-            raise TrainError(
+            raise UnreadableCheckpointError(
                 f"cannot read sharded checkpoint {path}: {file} names a shard "
                 f"outside the checkpoint directory ({name!r})"
             )
@@ -228,7 +229,7 @@ def read_meta(path: Path) -> dict[str, Any]:
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     if not (path / META_FILE).is_file():
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"{path} is not a sharded checkpoint of nnspec (it has no {META_FILE})"
         )
     meta = load_checkpoint(path / META_FILE)

@@ -502,3 +502,19 @@ def test_a_derived_spec_is_saved_composed_with_its_originals(
     # Resumed from the original, the same files are written again.
     Trainer(child, out, overrides={"steps": 4}, resume=True, progress=False).fit()
     assert hashes(out)["spec.yaml"] == before["spec.yaml"]
+
+
+def test_resume_with_overwrite_starts_over_from_a_damaged_checkpoint(
+    spec: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    make_run(spec, out)
+    (out / "notes.txt").write_text("mine")
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(b"PK\x03\x04 torn")
+    result = Trainer(
+        spec, out, overrides={"steps": 1}, resume=True, overwrite=True, progress=False
+    ).fit()
+    assert result.step == 1
+    assert ckpt.load_checkpoint(last)["step"] == 1
+    assert (out / "notes.txt").read_text() == "mine"
