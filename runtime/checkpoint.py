@@ -30,12 +30,15 @@ in place with ``replace_directory`` (see ``nnspec.runtime.sharded``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,10 @@ from .errors import TrainError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAMES",
+    "UnreadableCheckpointError",
     "check_resumable",
+    "check_state",
     "copy_checkpoint",
     "copy_directory",
     "load_checkpoint",
@@ -57,12 +63,22 @@ __all__ = [
     "remove_partial",
     "replace_directory",
     "restore_rng",
+    "restoring",
     "rng_state",
     "save_checkpoint",
     "spec_hash",
 ]
 
 CHECKPOINT_FORMAT = 1
+
+
+class UnreadableCheckpointError(TrainError):
+    """A checkpoint that cannot be read, or is damaged: ``--resume --overwrite``
+    starts over instead."""
+
+
+#: The names of checkpoints in a run's checkpoints/ folder.
+CHECKPOINT_NAMES = ("last.pt", "best.pt", "last.dcp", "best.dcp")
 _PARTIAL_SUFFIX = ".partial"
 
 
@@ -86,16 +102,23 @@ def _copy_stream(src: Any, dst: Any) -> None:
 
 
 def _write_atomic(target: Path, write: Any) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """An OSError (a read-only folder, a full disk) is a TrainError naming the file;
+    the previous file at ``target`` is then unchanged."""
     partial = target.with_name(f".{target.name}.{os.getpid()}{_PARTIAL_SUFFIX}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            kept = " (the previous one is unchanged)" if target.exists() else ""
+            reason = exc.strerror or str(exc)
+            raise TrainError(f"cannot write {target}: {reason}{kept}") from None
         raise
     _fsync_directory(target.parent)
 
@@ -113,12 +136,22 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def remove_partial(directory: str | os.PathLike[str]) -> list[Path]:
+def remove_partial(
+    directory: str | os.PathLike[str], names: Iterable[str] = CHECKPOINT_NAMES
+) -> list[Path]:
     """Delete temporary files (and sharded checkpoint directories) left by a
-    process killed while writing a checkpoint."""
+    process killed while writing one of ``names``: ``.NAME.PID.partial`` files and
+    ``.NAME.partial`` directories, nothing else (and no symbolic link)."""
+    pattern = re.compile(
+        "|".join(
+            rf"\.{re.escape(n)}(\.\d+)?{re.escape(_PARTIAL_SUFFIX)}" for n in names
+        )
+    )
     removed = []
-    for leftover in Path(directory).glob(f".*{_PARTIAL_SUFFIX}"):
-        if leftover.is_dir() and not leftover.is_symlink():
+    for leftover in sorted(Path(directory).glob(f".*{_PARTIAL_SUFFIX}")):
+        if not pattern.fullmatch(leftover.name) or leftover.is_symlink():
+            continue
+        if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
@@ -185,14 +218,121 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad file
-        raise TrainError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise UnreadableCheckpointError(
+            f"cannot read checkpoint {path}: {exc}"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"{path} is not a checkpoint of this version of nnspec "
             f"(format {state.get('format') if isinstance(state, dict) else None!r}, "
             f"expected {CHECKPOINT_FORMAT})"
         )
+    check_state(state, path, complete=False)
     return state
+
+
+_INT, _DICT, _LIST = (int,), (dict,), (list, tuple)
+_OPTIONAL_DICT = (dict, type(None))
+# What every checkpoint holds, and of which type (a sharded checkpoint's meta.pt
+# holds None for model and optimizer).
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "model": _OPTIONAL_DICT,
+    "optimizer": _OPTIONAL_DICT,
+    "scheduler": _OPTIONAL_DICT,
+    "scaler": _OPTIONAL_DICT,
+    "rng": _DICT,
+    "epoch": _INT,
+    "epoch_step": _INT,
+    "step": _INT,
+    "window": _DICT,
+    "best": _OPTIONAL_DICT,
+    "spec_hash": (str,),
+    "params": _DICT,
+}
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "epoch_samples": _INT,
+    "world_size": _INT,
+    "global_batch": _INT,
+    "rank_rng": (list, type(None)),
+}
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_state(
+    state: dict[str, Any], path: str | os.PathLike[str], *, complete: bool = True
+) -> None:
+    """Refuse a checkpoint that loads but lacks what a resume reads, or holds it with
+    another type (a damaged or hand-made file), with a one-line TrainError.
+    ``complete=False`` checks only the keys present (a file read for its weights)."""
+
+    def damaged(what: str) -> TrainError:
+        return UnreadableCheckpointError(f"checkpoint {path} is damaged: {what}")
+
+    for key, kinds in (*_REQUIRED.items(), *_OPTIONAL.items()):
+        if key not in state:
+            if key in _REQUIRED and complete:
+                raise damaged(f"it has no {key!r}")
+            continue
+        value = state[key]
+        if not isinstance(value, kinds) or (kinds is _INT and isinstance(value, bool)):
+            raise damaged(f"{key!r} is a {_kind(value)}")
+        if isinstance(value, int) and value < 0:
+            raise damaged(f"{key!r} is {value}")
+    if not complete:
+        model = state.get("model")
+        if isinstance(model, dict):
+            for key, value in model.items():
+                if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+                    raise damaged(
+                        f"model entry {key!r} is a {_kind(value)}, not a tensor"
+                    )
+        return
+    model = state["model"]
+    if model is not None:
+        for key, value in model.items():
+            if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+                raise damaged(f"model entry {key!r} is a {_kind(value)}, not a tensor")
+    optimizer = state["optimizer"]
+    if optimizer is not None and not (
+        isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), _LIST)
+    ):
+        raise damaged("'optimizer' lacks its state or param_groups")
+    rng = state["rng"]
+    if not isinstance(rng.get("torch"), torch.Tensor) or not isinstance(
+        rng.get("python"), _LIST
+    ):
+        raise damaged("'rng' lacks the torch or Python random state")
+    window = state["window"]
+    if not isinstance(window.get("first_step"), int) or not isinstance(
+        window.get("losses"), torch.Tensor
+    ):
+        raise damaged("'window' lacks first_step or losses")
+    best = state["best"]
+    if best is not None and not (
+        isinstance(best.get("monitor"), str)
+        and isinstance(best.get("value"), (int, float))
+        and isinstance(best.get("step"), int)
+    ):
+        raise damaged("'best' lacks monitor, value or step")
+
+
+@contextlib.contextmanager
+def restoring(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Putting a checkpoint's states into place: what torch raises for values of
+    the wrong shape or kind (a damaged or hand-made file that loads) becomes a
+    one-line TrainError naming the checkpoint."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise TrainError(
+            f"checkpoint {path} is damaged: cannot restore it "
+            f"({type(exc).__name__}: {lines[0] if lines else 'no details'})"
+        ) from None
 
 
 # -- random states -----------------------------------------------------------------

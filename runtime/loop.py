@@ -37,7 +37,15 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from nnspec import __version__
 from nnspec.api import Spec, load
 
-from .checkpoint import CHECKPOINT_FORMAT, check_resumable, rng_state, spec_hash
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    UnreadableCheckpointError,
+    check_resumable,
+    check_state,
+    restoring,
+    rng_state,
+    spec_hash,
+)
 from .data import Batch, Batches, Split, load_split
 from .device import (
     autocast,
@@ -47,7 +55,7 @@ from .device import (
     prepare_device,
 )
 from .distributed import DEFAULT_TIMEOUT, Cluster
-from .errors import NonFiniteLossError
+from .errors import NonFiniteLossError, TrainError
 from .logs import RunLog, SilentLog
 from .param_groups import optimizer_groups, unfreeze_at
 from .rundir import RunDir
@@ -153,8 +161,11 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until the planned step, or until Ctrl-C; returns how the run ended.
         Under torchrun, every process calls it, and they train as one."""
-        with self.cluster.session(self.device):
-            return self._fit()
+        try:
+            with self.cluster.session(self.device):
+                return self._fit()
+        finally:
+            self.run.release()  # the run directory's lock
 
     def _fit(self) -> FitResult:
         s, t = self.settings, self.settings.train
@@ -217,7 +228,8 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.last_validation: dict[str, Any] | None = None
         if checkpoint is not None:
-            self._restore(checkpoint)
+            with restoring(self.run.last):  # a damaged checkpoint: a one-line error
+                self._restore(checkpoint)
         if s.compile is not None:
             compile_model(self.model, s.compile)  # DDP: the wrapper, compiled after
 
@@ -571,13 +583,11 @@ class Trainer:
         self.cluster.barrier()  # the others read the directory once rank 0 is done
         checkpoint = None
         if self.resume:
-            checkpoint = self.cluster.read_checkpoint(run)
-            if checkpoint is None and main:
-                print(f"no checkpoint in {run.checkpoints}: starting a new run")
-                run.clear()
+            checkpoint = self._read_resume_checkpoint()
         if not main:
             return checkpoint
         world, t = self.cluster.world, s.train
+        document = self.spec.compiled.document
         run.write_inputs(
             s.doc.source,
             self.spec.source(),
@@ -589,8 +599,39 @@ class Trainer:
                 "world_size": world.size,
                 "global_batch": t.data.batch_size * world.size * t.accumulate,
             },
+            composed=document.data if document.origins else None,
+            originals={
+                document.path: document.source,
+                **{path: text for path, text in document.origins.values()},
+            },
         )
         return checkpoint
+
+    def _read_resume_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint --resume continues from. None (a new run, its old files
+        removed) only with --overwrite; otherwise a missing or unreadable checkpoint
+        is an error, and nothing in the run directory changes."""
+        run = self.run
+        try:
+            checkpoint = self.cluster.read_checkpoint(run)
+            if checkpoint is not None:
+                check_state(checkpoint, run.last)
+                return checkpoint
+        except UnreadableCheckpointError as exc:
+            if not self.overwrite:
+                raise
+            problem = str(exc)
+        else:
+            problem = f"{run.last} does not exist"
+        if not self.overwrite:
+            raise TrainError(
+                f"cannot resume: {problem}; start over in {run.root} with --overwrite "
+                "(or train without --resume)"
+            )
+        if self.cluster.main:
+            print(f"cannot resume ({problem}): --overwrite, starting a new run")
+            run.clear()
+        return None
 
     def _plan(self, data: Batches) -> _Plan:
         """Where the run stops, counted from where it starts: a run resumed with

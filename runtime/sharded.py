@@ -10,6 +10,11 @@ A sharded checkpoint is a directory::
 
 Only tensors go through DCP, whose loader would unpickle anything else; the rest
 is ``meta.pt``, read with ``torch.load(weights_only=True)`` like any checkpoint.
+DCP's index, ``.metadata``, is a pickle: nnspec reads it with an unpickler that
+admits only the classes of DCP's metadata (and torch's sizes, dtypes and layouts,
+and paths), never ``pickle.load``; a planted one that names anything else is a
+one-line error and runs nothing. Its shard file names must be plain names inside
+the checkpoint directory.
 Every rank writes its shards into ``.last.dcp.partial/``; rank 0 adds ``meta.pt``
 and puts the directory in place, so a kill leaves the old checkpoint or the new
 one. On several nodes the run directory must be on a filesystem they all share.
@@ -22,6 +27,7 @@ resumes from and that ``torch.load`` reads.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import warnings
 from collections.abc import Callable
@@ -32,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import (
+    UnreadableCheckpointError,
     load_checkpoint,
     partial_directory,
     replace_directory,
@@ -39,7 +46,14 @@ from .checkpoint import (
 )
 from .errors import TrainError
 
-__all__ = ["META_FILE", "consolidate", "load_sharded", "read_meta", "save_sharded"]
+__all__ = [
+    "META_FILE",
+    "consolidate",
+    "load_sharded",
+    "read_index",
+    "read_meta",
+    "save_sharded",
+]
 
 META_FILE = "meta.pt"
 _MODEL, _OPTIMIZER = "model.", "optimizer."
@@ -49,6 +63,106 @@ _PARAM_NAMES, _OPTIMIZER_EXTRA, _PARAM_GROUPS = (
     "optimizer_extra",
     "param_groups",
 )
+
+
+# What a DCP .metadata file may name: the classes of its index and the torch values
+# they hold (found by unpickling the .metadata files this torch writes).
+_DCP_METADATA = "torch.distributed.checkpoint.metadata"
+_ALLOWED_GLOBALS = {
+    (_DCP_METADATA, "Metadata"),
+    (_DCP_METADATA, "MetadataIndex"),
+    (_DCP_METADATA, "StorageMeta"),
+    (_DCP_METADATA, "ChunkStorageMetadata"),
+    (_DCP_METADATA, "TensorProperties"),
+    (_DCP_METADATA, "TensorStorageMetadata"),
+    (_DCP_METADATA, "BytesStorageMetadata"),
+    (_DCP_METADATA, "_MEM_FORMAT_ENCODING"),
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch", "Size"),
+    ("torch.serialization", "_get_layout"),  # a layout by its name
+    ("pathlib", "PosixPath"),
+    ("pathlib", "PurePosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PureWindowsPath"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles DCP metadata and nothing else: any other global is refused before
+    it is looked up, so nothing a file names can run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(
+            f"it refers to {module}.{name}, which DCP metadata never holds"
+        )
+
+
+def read_index(path: Path) -> Any:
+    """DCP's index of the sharded checkpoint ``path`` (its ``.metadata``), read with
+    the restricted unpickler; TrainError for anything else."""
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
+
+    file = path / ".metadata"
+    if file.is_symlink() or not file.is_file():
+        raise UnreadableCheckpointError(
+            f"cannot read sharded checkpoint {path}: it has no {file.name} file"
+        )
+    try:
+        with open(file, "rb") as f:
+            index = _MetadataUnpickler(f).load()
+    except Exception as exc:  # a damaged or planted pickle raises many kinds
+        raise UnreadableCheckpointError(
+            f"cannot read sharded checkpoint {path}: {file} is not DCP metadata "
+            f"({_one_line(exc)})"
+        ) from None
+    if not isinstance(index, Metadata) or not isinstance(
+        index.state_dict_metadata, dict
+    ):
+        raise UnreadableCheckpointError(
+            f"cannot read sharded checkpoint {path}: {file} is not DCP metadata "
+            f"(it holds a {type(index).__name__})"
+        )
+    for info in (index.storage_data or {}).values():
+        name = getattr(info, "relative_path", None)
+        if (
+            not isinstance(info, _StorageInfo)
+            or not isinstance(name, str)
+            or name in ("", ".", "..")
+            or "/" in name
+            or "\\" in name
+            or "\0" in name
+        ):
+            raise UnreadableCheckpointError(
+                f"cannot read sharded checkpoint {path}: {file} names a shard "
+                f"outside the checkpoint directory ({name!r})"
+            )
+    if getattr(index, "storage_meta", None) is None:
+        index.storage_meta = StorageMeta()
+    return index
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _reader(path: Path) -> Any:
+    """DCP's FileSystemReader, reading its index with the restricted unpickler."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    class Reader(FileSystemReader):
+        def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
+            index = read_index(path)
+            index.storage_meta.load_id = self.load_id
+            return index
+
+    return Reader(os.fspath(path))
 
 
 def _options() -> Any:
@@ -112,18 +226,14 @@ def save_sharded(
 def read_meta(path: Path) -> dict[str, Any]:
     """A sharded checkpoint's meta.pt, with ``model_shapes`` from DCP's index (for
     the check that the checkpoint fits the model)."""
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     if not (path / META_FILE).is_file():
-        raise TrainError(
+        raise UnreadableCheckpointError(
             f"{path} is not a sharded checkpoint of nnspec (it has no {META_FILE})"
         )
     meta = load_checkpoint(path / META_FILE)
-    try:
-        index = FileSystemReader(os.fspath(path)).read_metadata()
-    except Exception as exc:  # DCP raises several kinds for a bad directory
-        raise TrainError(f"cannot read sharded checkpoint {path}: {exc}") from exc
+    index = read_index(path)
     meta["model_shapes"] = {
         key[len(_MODEL) :]: list(item.size)
         for key, item in index.state_dict_metadata.items()
@@ -148,7 +258,7 @@ def load_sharded(
     model_state, optimizer_state = get_state_dict(model, optimizer, options=_options())
     tensors, _ = _tensors(model_state, optimizer_state)
     try:
-        dcp.load(tensors, storage_reader=dcp.FileSystemReader(os.fspath(path)))
+        dcp.load(tensors, storage_reader=_reader(path))
     except Exception as exc:  # DCP raises several kinds for missing or odd shards
         raise TrainError(f"cannot load sharded checkpoint {path}: {exc}") from exc
     loaded_model = {k: tensors.get(_MODEL + k, v) for k, v in model_state.items()}
@@ -172,11 +282,26 @@ def consolidate(path: Path, out: Path) -> dict[str, Any]:
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     meta = read_meta(path)
-    reader = dcp.FileSystemReader(os.fspath(path))
+    reader = _reader(path)
+    items = {
+        key: item
+        for key, item in read_index(path).state_dict_metadata.items()
+        if isinstance(item, TensorStorageMetadata)
+    }
+    # The tensors are allocated before they are read: no more than the shards hold.
+    needed = sum(
+        item.size.numel() * torch.empty(0, dtype=item.properties.dtype).element_size()
+        for item in items.values()
+    )
+    held = sum(f.stat().st_size for f in path.glob("*.distcp") if f.is_file())
+    if needed > held:
+        raise TrainError(
+            f"cannot read sharded checkpoint {path}: its index describes {needed:,} "
+            f"bytes of tensors, its shards hold {held:,}"
+        )
     tensors = {
         key: torch.empty(item.size, dtype=item.properties.dtype)
-        for key, item in reader.read_metadata().state_dict_metadata.items()
-        if isinstance(item, TensorStorageMetadata)
+        for key, item in items.items()
     }
     with warnings.catch_warnings():  # that no process group is there is the point
         warnings.simplefilter("ignore", UserWarning)

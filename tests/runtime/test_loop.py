@@ -144,12 +144,20 @@ def test_a_run_directory_is_not_reused_by_accident(tiny_spec, tmp_path: Path) ->
     assert list(train_losses(out)) == [1]
 
 
-def test_resume_without_a_checkpoint_starts_over(tiny_spec, tmp_path: Path) -> None:
+def test_resume_without_a_checkpoint_starts_over_with_overwrite(
+    tiny_spec, tmp_path: Path
+) -> None:
     spec = tiny_spec()
     out = tmp_path / "run"
     out.mkdir()
+    (out / ".nnspec-run").write_text('{"format": 1}\n')
     (out / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "lo')
-    result = Trainer(spec, out, resume=True, overrides={"steps": 2}, progress=False)
+    with pytest.raises(TrainError, match=r"cannot resume: .*last\.pt does not exist"):
+        Trainer(spec, out, resume=True, progress=False).fit()
+    assert "9.0" in (out / "metrics.jsonl").read_text()  # untouched
+    result = Trainer(
+        spec, out, resume=True, overwrite=True, overrides={"steps": 2}, progress=False
+    )
     assert result.fit().step == 2
     assert list(train_losses(out)) == [1, 2]
     assert train_losses(out)[1] != 9.0

@@ -63,7 +63,7 @@ def test_sigkill_at_any_moment_then_resume(tiny_spec, tmp_path: Path) -> None:
     )
     out = tmp_path / "killed"
     for _ in range(2):
-        process = start(spec, out, "--resume")
+        process = start(spec, out, "--resume", "--overwrite")  # resume or start
         # A random step (5 to 30 lines on), and a random moment within it.
         wait_for_progress(process, out, logged_steps(out) + random.randint(5, 30))
         time.sleep(random.uniform(0.0, 0.02))
