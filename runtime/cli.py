@@ -17,12 +17,19 @@ from typing import Any
 
 import yaml
 
-from nnspec.cli import EXIT_SPEC_ERROR, UsageError, add_spec_arguments, parse_params
+from nnspec.cli import (
+    EXIT_SPEC_ERROR,
+    STDIN,
+    UsageError,
+    add_spec_arguments,
+    parse_params,
+)
 
 from ..spec.errors import SpecError
 from ..spec.yaml_source import parse_value
 from .distributed import DEFAULT_TIMEOUT, PeerFailedError, World, failure_text
 from .errors import TrainError
+from .logs import require_training_extras
 
 __all__ = [
     "consolidate_command",
@@ -58,6 +65,18 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    if args.spec == STDIN:
+        print(
+            "error: nnspec train reads a spec file, not standard input: its run "
+            "directory keeps a copy of the spec to resume from",
+            file=sys.stderr,
+        )
+        return EXIT_SPEC_ERROR
+    try:
+        require_training_extras()  # before anything is started or written
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TRAIN_ERROR
     if args.nproc is not None:
         from .launch import launch
 
