@@ -210,11 +210,34 @@ def export_weights_command(args: argparse.Namespace) -> int:
     target = (
         Path(args.output) if args.output else Path(args.run_dir) / "model.safetensors"
     )
-    save_weights(state["model"], target)
+    save_weights(state["model"], target, _weights_metadata(run, state))
     print(
         f"wrote {target} ({len(state['model'])} tensors, step {state.get('step', '?')})"
     )
     return 0
+
+
+def _weights_metadata(run: Any, state: dict[str, Any]) -> dict[str, str]:
+    """What an exported weights file says of where it comes from: the spec's name,
+    the hash of its model part with the params in effect, the step, the versions."""
+    import json
+
+    from ..spec.yaml_source import parse_yaml
+
+    metadata = {
+        "spec_hash": str(state.get("spec_hash", "")),
+        "params": json.dumps(state.get("params") or {}, sort_keys=True, default=str),
+        "step": str(state.get("step", "")),
+        "torch_version": str(state.get("torch_version", "")),
+    }
+    spec_file = run.root / "spec.yaml"
+    try:
+        data = parse_yaml(spec_file.read_text(encoding="utf-8"), str(spec_file)).data
+    except (OSError, UnicodeDecodeError, SpecError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        metadata["spec_name"] = data["name"]
+    return metadata
 
 
 def register_export_weights(parser: argparse.ArgumentParser) -> None:
