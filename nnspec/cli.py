@@ -39,6 +39,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "nnspec.runtime.cli:register_train",
     "export-weights": "nnspec.runtime.cli:register_export_weights",
     "consolidate": "nnspec.runtime.cli:register_consolidate",
+    "export": "nnspec.export:register_export",
     "schema": "nnspec.scaffold:register_schema",
     "init": "nnspec.scaffold:register_init",
 }
@@ -52,6 +53,7 @@ HELPS: dict[str, str] = {
     "train": "train the model as the spec's train: section says",
     "export-weights": "write a run's trained weights to a .safetensors file",
     "consolidate": "turn a sharded (FSDP) checkpoint into one .pt file",
+    "export": "export the model to ONNX or a torch.export program (.pt2)",
     "schema": "print or write the JSON Schema of specs, for editors",
     "init": "write a starter spec whose modeline points at the schema",
 }
