@@ -166,7 +166,9 @@ def export_model(
     names = list(spec.compiled.model.inputs)
     outputs = output_names(spec)
     dynamic = dynamic or {name: [0] for name in names}
-    with warnings.catch_warnings():  # the exporters' own deprecation chatter
+    # The caller's random state is left as it was; the exporters' own deprecation
+    # chatter is not shown.
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         return _export(spec, model, target, fmt, names, outputs, dynamic)
