@@ -128,9 +128,8 @@ def op_descriptions() -> dict[str, tuple[str, str]]:
 
 
 def _op_names() -> dict[str, Any]:
+    # No description of its own: an editor's hover then shows the matching op's.
     return {
-        "description": "A torch op: a torch.nn layer (CamelCase) or a tensor function "
-        "of torch.nn.functional or torch (lowercase).",
         "anyOf": [
             {
                 "const": name,
@@ -288,6 +287,17 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
             "then": {"properties": {"name": {"not": {"enum": _MODULE_ATTRIBUTES}}}},
         }
     )
+    described = op_descriptions()
+
+    def about(op: str) -> dict[str, Any]:
+        """What an editor shows on hover over this op's name."""
+        spelled, line = described[op]
+        return {
+            "title": op,
+            "description": f"{spelled}: {line}" if line else spelled,
+            "markdownDescription": f"`{spelled}`" + (f": {line}" if line else ""),
+        }
+
     for name, cls in sorted(module_classes().items()):
         then: dict[str, Any] = {}
         required = _required(cls)
@@ -296,7 +306,7 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
             then["else"] = {"required": required}
         count = _positional_count(cls)
         inputs = _forward_inputs(cls)
-        properties: dict[str, Any] = {}
+        properties: dict[str, Any] = {"op": about(name)}
         if count is not None:
             properties["args"] = {"type": "array", "maxItems": count}
         if inputs:
@@ -311,8 +321,7 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
                     },
                 ]
             }
-        if properties:
-            then["properties"] = properties
+        then["properties"] = properties
         # A value given by position is not given again by name.
         given_twice = [
             {
@@ -326,13 +335,12 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
         ]
         if given_twice:
             then["allOf"] = given_twice
-        if then:
-            rules.append(
-                {
-                    "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
-                    "then": then,
-                }
-            )
+        rules.append(
+            {
+                "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
+                "then": then,
+            }
+        )
     for name, params in sorted(_function_arguments().items()):
         rules.append(
             {
@@ -341,6 +349,7 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
                     "properties": {
                         **{key: True for key in common},
                         **dict.fromkeys(params, True),
+                        "op": about(name),
                     },
                     "additionalProperties": False,
                 },
@@ -404,6 +413,7 @@ def add_editor_rules(schema: dict[str, Any]) -> None:
             },
         ]
     }
+    _describe_nodes(schema)
     ref = {"type": "string", "pattern": REFERENCE}
     refs = {
         "anyOf": [
@@ -439,6 +449,30 @@ def add_editor_rules(schema: dict[str, Any]) -> None:
             },
         ]
     )
+
+
+_NODE_TEXT = (
+    "A node: a bare op name (ReLU), or a mapping with op (or use), name, in and the "
+    "op's arguments."
+)
+
+
+def _describe_nodes(value: Any) -> None:
+    """Give each "op name or node mapping" union a description, so an editor's hover
+    says what a node is rather than listing the union's branches."""
+    if isinstance(value, dict):
+        options = value.get("anyOf")
+        if (
+            isinstance(options, list)
+            and {"$ref": "#/$defs/NodeSpec"} in options
+            and "description" not in value
+        ):
+            value["description"] = _NODE_TEXT
+        for item in value.values():
+            _describe_nodes(item)
+    elif isinstance(value, list):
+        for item in value:
+            _describe_nodes(item)
 
 
 def strip_editor_rules(schema: dict[str, Any]) -> dict[str, Any]:

@@ -236,3 +236,19 @@ def test_a_conv2d_argument_completes(client) -> None:
     items = result["items"] if isinstance(result, dict) else result
     labels = {item["label"] for item in items}
     assert {"kernel_size", "stride", "padding", "dilation"} <= labels, sorted(labels)
+
+
+def test_hover_says_what_a_key_is(client) -> None:
+    lsp, root = client
+    uri = lsp.open(
+        root / "hover.yaml",
+        _spec("ReLU", "{op: Conv2d, out_channels: 4, kernel_size: 3}"),
+    )
+    lsp.diagnostics(uri)
+    result = lsp.request(
+        "textDocument/hover",
+        {"textDocument": {"uri": uri}, "position": {"line": 6, "character": 12}},
+    )
+    text = json.dumps(result)
+    assert "What the node computes" in text, text
+    assert "NodeSpec || NodeSpec" not in text
