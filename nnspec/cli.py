@@ -19,7 +19,14 @@ import yaml
 from .spec import SpecError
 from .spec.yaml_source import parse_value
 
-__all__ = ["add_spec_arguments", "compile_main", "main", "parse_params", "run_command"]
+__all__ = [
+    "add_spec_arguments",
+    "compile_main",
+    "load_spec",
+    "main",
+    "parse_params",
+    "run_command",
+]
 
 EXIT_SPEC_ERROR = 2
 
@@ -33,7 +40,27 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "nnspec.runtime.cli:register_train",
     "export-weights": "nnspec.runtime.cli:register_export_weights",
     "consolidate": "nnspec.runtime.cli:register_consolidate",
+    "export": "nnspec.export:register_export",
+    "schema": "nnspec.scaffold:register_schema",
+    "init": "nnspec.scaffold:register_init",
 }
+
+# One line each: the subcommand's entry in `nnspec --help` and its own description.
+HELPS: dict[str, str] = {
+    "compile": "compile a spec to PyTorch source (same as compile-model)",
+    "summary": "a table of the nodes: shapes, parameters, FLOPs, memory",
+    "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
+    "profile": "profile training steps with torch.profiler",
+    "train": "train the model as the spec's train: section says",
+    "export-weights": "write a run's trained weights to a .safetensors file",
+    "consolidate": "turn a sharded (FSDP) checkpoint into one .pt file",
+    "export": "export the model to ONNX or a torch.export program (.pt2)",
+    "schema": "print or write the JSON Schema of specs, for editors",
+    "init": "write a starter spec whose modeline points at the schema",
+}
+
+#: The SPEC argument that reads the spec from standard input.
+STDIN = "-"
 
 
 class UsageError(Exception):
@@ -61,7 +88,9 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """SPEC, -p and --allow-import, shared by every command that reads a spec."""
-    parser.add_argument("spec", metavar="SPEC", help="the YAML spec file")
+    parser.add_argument(
+        "spec", metavar="SPEC", help="the YAML spec file ('-' reads standard input)"
+    )
     parser.add_argument(
         "-p",
         "--param",
@@ -105,16 +134,36 @@ def check_output_path(target: Path, spec: Path, imports: Sequence[str]) -> None:
     )
 
 
-def compile_command(args: argparse.Namespace) -> int:
-    from .api import load
+def load_spec(args: argparse.Namespace) -> Any:
+    """The spec a command names: a file, or standard input for ``-`` (its errors then
+    say ``<stdin>:line:col``; relative paths in it are read from the working folder)."""
+    from .api import load, loads
 
+    params = parse_params(args.params)
+    if args.spec != STDIN:
+        return load(args.spec, params, allow_imports=args.allow_imports)
+    from .spec.yaml_source import MAX_DOCUMENT_BYTES
+
+    data = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise UsageError(
+            f"<stdin>: the spec is over the {MAX_DOCUMENT_BYTES:,}-byte document limit"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"<stdin>: not UTF-8 text (byte {exc.start})") from None
+    return loads(text, params, path="<stdin>", allow_imports=args.allow_imports)
+
+
+def compile_command(args: argparse.Namespace) -> int:
     target = None
-    if args.output != "-":
+    if args.output != "-" and not (args.output is None and args.spec == STDIN):
         target = (
             Path(args.output) if args.output else Path(args.spec).with_suffix(".py")
         )
         check_output_path(target, Path(args.spec), args.allow_imports)
-    spec = load(args.spec, parse_params(args.params), allow_imports=args.allow_imports)
+    spec = load_spec(args)
     source = spec.source()
     if target is None:
         sys.stdout.write(source)
@@ -162,10 +211,17 @@ def register_compile(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="OUT",
-        help="where to write the Python source (default: SPEC with .py; '-' for stdout)",
+        help="where to write the Python source (default: SPEC with .py, or standard "
+        "output when SPEC is '-'; '-' for standard output)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print no summary")
     parser.set_defaults(handler=compile_command)
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
 
 
 def run_command(
@@ -191,6 +247,7 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
         prog="compile-model",
         description="Compile an nnspec YAML spec to PyTorch source.",
     )
+    _add_version(parser)
     register_compile(parser)
     args = parser.parse_args(argv)
     return run_command(args.handler, args)
@@ -198,26 +255,18 @@ def compile_main(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nnspec``."""
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="nnspec", description="Declarative model specs for PyTorch."
     )
-    parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
+    _add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    helps = {
-        "compile": "compile a spec to PyTorch source (same as compile-model)",
-        "summary": "a table of the nodes: shapes, parameters, FLOPs, memory",
-        "graph": "draw the model (.svg, .png, .pdf, .dot, .mmd)",
-        "profile": "profile training steps with torch.profiler",
-        "train": "train the model as the spec's train: section says",
-        "export-weights": "write a run's trained weights to a .safetensors file",
-        "consolidate": "turn a sharded (FSDP) checkpoint into one .pt file",
-    }
     for name, target in SUBCOMMANDS.items():
         module_name, _, function = target.partition(":")
         register = getattr(importlib.import_module(module_name), function)
-        register(sub.add_parser(name, help=helps.get(name)))
+        text = HELPS[name]
+        command = sub.add_parser(name, help=text, description=f"nnspec {name}: {text}.")
+        _add_version(command)
+        register(command)
     args = parser.parse_args(argv)
     return run_command(args.handler, args)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from .cli import UsageError, add_spec_arguments, parse_params
+from .cli import STDIN, UsageError, add_spec_arguments, load_spec
 
 if TYPE_CHECKING:
     from .api import Spec
@@ -24,9 +25,8 @@ _DTYPES = {
 
 
 def _load(args: argparse.Namespace) -> Spec:
-    from .api import load
-
-    return load(args.spec, parse_params(args.params), allow_imports=args.allow_imports)
+    spec: Spec = load_spec(args)
+    return spec
 
 
 def _depth(text: str) -> int:
@@ -86,10 +86,31 @@ def register_summary(parser: argparse.ArgumentParser) -> None:
 
 
 def graph_command(args: argparse.Namespace) -> int:
-    from .compiler.graph_render import GraphvizError, render_graph
+    from .compiler.graph_render import (
+        GraphvizError,
+        build_diagram,
+        render_graph,
+        to_dot,
+        to_mermaid,
+    )
+
+    _TEXT_FORMATS = {"dot": to_dot, "mmd": to_mermaid}
 
     spec = _load(args)
+    if args.output == "-":
+        fmt = args.format or "dot"
+        if fmt not in _TEXT_FORMATS:
+            raise UsageError(
+                f"-o - writes a text format ({', '.join(_TEXT_FORMATS)}), not {fmt}"
+            )
+        diagram = build_diagram(spec.summary(), depth=args.depth)
+        sys.stdout.write(_TEXT_FORMATS[fmt](diagram))
+        return 0
+    if args.output is None and args.spec == STDIN:
+        raise UsageError("with SPEC '-', name the picture: -o FILE (or -o - for text)")
     target = Path(args.output) if args.output else Path(args.spec).with_suffix(".svg")
+    if args.format and target.suffix.lower() != f".{args.format}":
+        raise UsageError(f"--format {args.format} does not match {target.name}")
     try:
         render_graph(spec.summary(), target, depth=args.depth)
     except (GraphvizError, ValueError) as exc:
@@ -107,7 +128,13 @@ def register_graph(parser: argparse.ArgumentParser) -> None:
         "--output",
         metavar="FILE",
         help="the picture: .svg, .png or .pdf (drawn by Graphviz), .dot, or .mmd "
-        "(Mermaid); default: SPEC with .svg",
+        "(Mermaid); '-' writes DOT or Mermaid text to standard output; "
+        "default: SPEC with .svg",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["svg", "png", "pdf", "dot", "mmd"],
+        help="the format, for -o - (dot or mmd; default dot); with a file, its suffix",
     )
     parser.add_argument(
         "--depth",

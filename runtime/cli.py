@@ -17,12 +17,19 @@ from typing import Any
 
 import yaml
 
-from nnspec.cli import EXIT_SPEC_ERROR, UsageError, add_spec_arguments, parse_params
+from nnspec.cli import (
+    EXIT_SPEC_ERROR,
+    STDIN,
+    UsageError,
+    add_spec_arguments,
+    parse_params,
+)
 
 from ..spec.errors import SpecError
 from ..spec.yaml_source import parse_value
 from .distributed import DEFAULT_TIMEOUT, PeerFailedError, World, failure_text
 from .errors import TrainError
+from .logs import require_training_extras
 
 __all__ = [
     "consolidate_command",
@@ -58,6 +65,18 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    if args.spec == STDIN:
+        print(
+            "error: nnspec train reads a spec file, not standard input: its run "
+            "directory keeps a copy of the spec to resume from",
+            file=sys.stderr,
+        )
+        return EXIT_SPEC_ERROR
+    try:
+        require_training_extras()  # before anything is started or written
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TRAIN_ERROR
     if args.nproc is not None:
         from .launch import launch
 
@@ -191,11 +210,34 @@ def export_weights_command(args: argparse.Namespace) -> int:
     target = (
         Path(args.output) if args.output else Path(args.run_dir) / "model.safetensors"
     )
-    save_weights(state["model"], target)
+    save_weights(state["model"], target, _weights_metadata(run, state))
     print(
         f"wrote {target} ({len(state['model'])} tensors, step {state.get('step', '?')})"
     )
     return 0
+
+
+def _weights_metadata(run: Any, state: dict[str, Any]) -> dict[str, str]:
+    """What an exported weights file says of where it comes from: the spec's name,
+    the hash of its model part with the params in effect, the step, the versions."""
+    import json
+
+    from ..spec.yaml_source import parse_yaml
+
+    metadata = {
+        "spec_hash": str(state.get("spec_hash", "")),
+        "params": json.dumps(state.get("params") or {}, sort_keys=True, default=str),
+        "step": str(state.get("step", "")),
+        "torch_version": str(state.get("torch_version", "")),
+    }
+    spec_file = run.root / "spec.yaml"
+    try:
+        data = parse_yaml(spec_file.read_text(encoding="utf-8"), str(spec_file)).data
+    except (OSError, UnicodeDecodeError, SpecError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        metadata["spec_name"] = data["name"]
+    return metadata
 
 
 def register_export_weights(parser: argparse.ArgumentParser) -> None:

@@ -6,15 +6,38 @@ On a terminal a progress bar shows the epoch, step, loss and samples/s; otherwis
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import sys
 from typing import Any
 
+from .errors import TrainError
 from .rundir import RunDir
 
-__all__ = ["RunLog", "SilentLog", "format_record"]
+__all__ = ["RunLog", "SilentLog", "format_record", "require_training_extras"]
+
+# What training needs beyond the core install (the `train` extra), by import name.
+TRAINING_EXTRAS = {"tensorboard": "TensorBoard logs", "tqdm": "the progress bar"}
+
+
+def require_training_extras() -> None:
+    """Raise TrainError naming the install command when a training extra is missing.
+
+    The core install only compiles and builds models; checked before a run starts,
+    so nothing is created when the answer is no.
+    """
+    missing = [
+        f"{name} ({what})"
+        for name, what in TRAINING_EXTRAS.items()
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise TrainError(
+            f"training needs {', '.join(missing)}, which the core install leaves out: "
+            "pip install 'nnspec[train]'"
+        )
 
 
 def format_record(record: dict[str, Any]) -> str:

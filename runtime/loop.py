@@ -56,7 +56,7 @@ from .device import (
 )
 from .distributed import DEFAULT_TIMEOUT, Cluster
 from .errors import NonFiniteLossError, TrainError
-from .logs import RunLog, SilentLog
+from .logs import RunLog, SilentLog, require_training_extras
 from .param_groups import optimizer_groups, unfreeze_at
 from .rundir import RunDir
 from .settings import ELEMENTWISE_LOSSES, Settings, output_names, resolve_settings
@@ -134,6 +134,7 @@ class Trainer:
         progress: bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        require_training_extras()
         if not isinstance(spec, Spec):
             spec = load(spec, params, allow_imports=allow_imports)
         elif params:

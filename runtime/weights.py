@@ -127,10 +127,16 @@ def load_weights(
 
 
 def save_weights(
-    module: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str]
+    module: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a module's state (or a mapping of tensors) as .safetensors or a torch file,
-    through a temporary file renamed into place."""
+    through a temporary file renamed into place.
+
+    A .safetensors file carries ``metadata`` (text values) in its header, after
+    ``format: pt`` and the nnspec version that wrote it; read it back with
+    ``safetensors.safe_open(path, "pt").metadata()``."""
     target = Path(path)
     state = module.state_dict() if isinstance(module, nn.Module) else dict(module)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -138,7 +144,10 @@ def save_weights(
     if target.suffix in _SAFETENSORS:
         from safetensors.torch import save_file
 
-        save_file(state, str(tmp))
+        from nnspec import __version__
+
+        header = {"format": "pt", "nnspec_version": __version__, **(metadata or {})}
+        save_file(state, str(tmp), metadata=header)
     else:
         torch.save(state, tmp)
     with open(tmp, "rb") as handle:

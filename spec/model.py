@@ -126,15 +126,20 @@ NodeSpec.model_rebuild()
 class BlockParam(_Strict):
     """A block parameter declaration: a type, and a default unless required."""
 
-    type: Literal["int", "float", "bool", "str", "list", "any"] = "any"
-    default: ParamValue = None
-    doc: str | None = None
+    type: Literal["int", "float", "bool", "str", "list", "any"] = Field(
+        "any", description="The value's type, checked where the block is used."
+    )
+    default: ParamValue = Field(
+        None,
+        description="The value when a use gives none; absent: the param is required.",
+    )
+    doc: str | None = Field(None, description="What the param means (for readers).")
 
 
 class BlockSpec(_Strict):
     """A reusable parametrised sub-graph, used like an op."""
 
-    doc: str | None = None
+    doc: str | None = Field(None, description="Docstring of the block's class.")
     params: dict[str, BlockParam | ParamValue] = Field(
         default_factory=dict,
         description="name -> default value, or {type, default, doc}; a declaration "
@@ -143,8 +148,10 @@ class BlockSpec(_Strict):
     inputs: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
         default_factory=lambda: ["x"], description="Names of the block's inputs."
     )
-    layers: list[Node] = Field(min_length=1)
-    outputs: Refs | None = None
+    layers: list[Node] = Field(min_length=1, description="The block's graph, in order.")
+    outputs: Refs | None = Field(
+        None, description="What the block returns; default: its last node."
+    )
 
 
 class InitRule(BaseModel):

@@ -6,12 +6,12 @@ test fails when the checked-in file differs from what this module generates.
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from .editor_schema import add_editor_rules, strip_editor_rules
 from .model import SpecModel
 from .torch_ops import argument_schemas
 
@@ -53,6 +53,7 @@ def build_schema() -> dict[str, Any]:
     ]
     schema["if"] = {"not": {"required": ["extends"]}}
     schema["then"] = {"required": ["inputs", "layers"]}
+    add_editor_rules(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -62,15 +63,14 @@ def build_schema() -> dict[str, Any]:
 
 @cache
 def structural_schema() -> dict[str, Any]:
-    """The checked-in schema without the per-op argument lists.
+    """The checked-in schema without what only editors need (per-op argument lists,
+    op names, rules on names and expressions: see spec/editor_schema.py).
 
-    The loader validates with this one: the compiler checks op arguments itself, with
+    The loader validates with this one: the compiler checks those itself, with
     positions and suggestions, and a thousand-node spec validates much faster without
-    a conditional per torch.nn layer on every node.
+    a conditional per op on every node.
     """
-    schema = copy.deepcopy(load_schema())
-    schema["$defs"]["NodeSpec"].pop("allOf", None)
-    return schema
+    return strip_editor_rules(load_schema())
 
 
 def schema_text() -> str:

@@ -1,20 +1,33 @@
-"""The torch.nn layers a spec may name, and their constructors' arguments.
+"""The torch ops a spec may name: torch.nn layers with their constructors' arguments
+(and which of those nnspec infers from the input), and tensor functions.
 
-Used by the JSON Schema (so editors complete and check each op's arguments) and by the
-compiler (which checks them with positions and suggestions).
+Used by the JSON Schema (so editors complete op names and check each op's arguments)
+and by the compiler (which checks them with positions and suggestions).
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import types
 import typing
 from functools import cache
 from typing import Any
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-__all__ = ["argument_schemas", "constructor_signature", "json_type", "module_classes"]
+__all__ = [
+    "INFERRED_ARGS",
+    "argument_schemas",
+    "constructor_signature",
+    "function_names",
+    "json_type",
+    "module_classes",
+    "parameter_names",
+    "signature_of",
+]
 
 # Containers and bases that are not layers a spec can use by themselves.
 _EXCLUDED = {
@@ -68,6 +81,73 @@ _SIGNATURES = {
 }
 
 
+# Tensor functions that touch files, global state or anything beyond their arguments.
+_EXCLUDED_FUNCTIONS = {"from_file", "set_flush_denormal", "save", "load", "compile"}
+_NN_FUNCTIONAL_MODULES = {"torch.nn.functional", "torch._C._nn", "torch"}
+_NOT_OPS_IN_F = {
+    "boolean_dispatch",
+    "handle_torch_function",
+    "has_torch_function",
+    "has_torch_function_unary",
+    "has_torch_function_variadic",
+    "assert_int_or_pair",
+}
+
+# Constructor arguments the compiler fills from the input's shape: op -> ((argument, dim), ...).
+# A dim of -1 is the last dimension.
+INFERRED_ARGS: dict[str, tuple[tuple[str, int], ...]] = {
+    **{f"Conv{n}d": (("in_channels", 1),) for n in (1, 2, 3)},
+    **{f"ConvTranspose{n}d": (("in_channels", 1),) for n in (1, 2, 3)},
+    "Linear": (("in_features", -1),),
+    **{f"BatchNorm{n}d": (("num_features", 1),) for n in (1, 2, 3)},
+    **{f"InstanceNorm{n}d": (("num_features", 1),) for n in (1, 2, 3)},
+    "SyncBatchNorm": (("num_features", 1),),
+    "GroupNorm": (("num_channels", 1),),
+    "LayerNorm": (("normalized_shape", -1),),
+    "RMSNorm": (("normalized_shape", -1),),
+    "RNN": (("input_size", -1),),
+    "LSTM": (("input_size", -1),),
+    "GRU": (("input_size", -1),),
+    "RNNCell": (("input_size", -1),),
+    "LSTMCell": (("input_size", -1),),
+    "GRUCell": (("input_size", -1),),
+    "MultiheadAttention": (("embed_dim", -1),),
+    "TransformerEncoderLayer": (("d_model", -1),),
+    "TransformerDecoderLayer": (("d_model", -1),),
+    "Transformer": (("d_model", -1),),
+}
+
+
+@cache
+def function_names() -> dict[str, tuple[Any, str]]:
+    """Tensor functions a spec may name: name -> (function, generated spelling)."""
+    found: dict[str, tuple[Any, str]] = {}
+    aten = set(dir(torch._C._VariableFunctions))
+    for name in dir(torch):
+        if (
+            name.startswith("_")
+            or name in _EXCLUDED_FUNCTIONS
+            or name.startswith("set_")
+        ):
+            continue
+        obj = getattr(torch, name, None)
+        if not callable(obj) or isinstance(obj, type):
+            continue
+        if name in aten or getattr(obj, "__module__", None) == "torch.functional":
+            found[name] = (obj, f"torch.{name}")
+    for name in dir(F):
+        if name.startswith("_") or name in _NOT_OPS_IN_F or name in _EXCLUDED_FUNCTIONS:
+            continue
+        obj = getattr(F, name)
+        if (
+            callable(obj)
+            and not isinstance(obj, type)
+            and getattr(obj, "__module__", None) in _NN_FUNCTIONAL_MODULES
+        ):
+            found[name] = (obj, f"F.{name}")
+    return found
+
+
 @cache
 def module_classes() -> dict[str, type]:
     """torch.nn layer classes by name."""
@@ -96,7 +176,48 @@ def constructor_signature(cls: type) -> inspect.Signature | None:
     return sig.replace(parameters=list(sig.parameters.values())[1:])
 
 
-_EXPRESSION = {"type": "string", "pattern": r"\$\{"}
+@cache
+def signature_of(target: Any) -> inspect.Signature | None:
+    """The constructor's (for classes) or function's signature, when Python can tell."""
+    if isinstance(target, type):
+        return constructor_signature(target)
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+
+
+@cache
+def parameter_names(target: Any) -> list[str]:
+    """The names of a function's parameters: from its signature, or, for torch's
+    builtins (which have none), from the call forms at the head of its docstring."""
+    signature = signature_of(target)
+    if signature is not None:
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    name = getattr(target, "__name__", "")
+    names: dict[str, None] = {}
+    for line in (getattr(target, "__doc__", None) or "").splitlines():
+        line = line.strip().removeprefix(".. function:: ")
+        if not name or not line.startswith(f"{name}("):
+            continue
+        head = line.split(" -> ")[0]
+        try:
+            tree = ast.parse(f"def {head}: pass")
+        except SyntaxError:
+            continue
+        fn = tree.body[0]
+        assert isinstance(fn, ast.FunctionDef)
+        for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
+            names[arg.arg] = None
+    return list(names)
+
+
+# An expression (see spec/editor_schema.py, which defines it for editors).
+_EXPRESSION = {"$ref": "#/$defs/EditorExpression"}
 _SIMPLE = {int: "integer", float: "number", bool: "boolean", str: "string"}
 
 

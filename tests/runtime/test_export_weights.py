@@ -55,3 +55,25 @@ def test_export_of_a_run_without_checkpoints(
 ) -> None:
     assert main(["export-weights", str(tmp_path)]) == 2
     assert "has no best checkpoint" in capsys.readouterr().err
+
+
+def test_exported_safetensors_say_where_they_come_from(
+    tiny_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors import safe_open
+
+    from nnspec.runtime.checkpoint import load_checkpoint, spec_hash
+
+    spec = tiny_spec()
+    Trainer(spec, tmp_path / "run", progress=False).fit()
+    out = tmp_path / "tiny.safetensors"
+    assert main(["export-weights", str(tmp_path / "run"), "-o", str(out)]) == 0
+    with safe_open(str(out), "pt") as handle:
+        metadata = handle.metadata()
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert metadata["format"] == "pt"
+    assert metadata["nnspec_version"] == nnspec.__version__
+    assert metadata["spec_name"] == "Tiny"
+    assert metadata["spec_hash"] == spec_hash(nnspec.load(spec)) == state["spec_hash"]
+    assert metadata["step"] == str(state["step"])
+    assert metadata["params"] == '{"width": 16}'

@@ -14,12 +14,19 @@ def test_checked_in_schema_is_current() -> None:
 
 
 def _editor_errors(node: dict) -> list[str]:
-    """What an editor using the checked-in schema reports for one node."""
+    """What an editor using the checked-in schema reports for one node (of a spec that
+    defines a block MyBlock, so that op names other than torch's may be used)."""
     import jsonschema
 
     from nnspec.spec.schema import load_schema
 
-    doc = {"nnspec": 1, "name": "Net", "inputs": {"x": [3, 8, 8]}, "layers": [node]}
+    doc = {
+        "nnspec": 1,
+        "name": "Net",
+        "inputs": {"x": [3, 8, 8]},
+        "blocks": {"MyBlock": {"layers": ["ReLU"]}},
+        "layers": [node],
+    }
     validator = jsonschema.Draft202012Validator(load_schema())
     return [e.message for e in validator.iter_errors(doc)]
 
