@@ -318,8 +318,15 @@ def _escape_html(text: str) -> str:
     return html.escape(_one_line(text), quote=True)
 
 
+# A thin line between a bold title and the line below it, so that the title's
+# descenders (underscores above all) do not touch the next line.
+_GAP = '<br/><font point-size="3"> </font>'
+
+
 def _html(title: str, subtitle: str, frozen: bool = False) -> str:
     text = f"<b>{_escape_html(title)}</b>"
+    if subtitle or frozen:
+        text += _GAP
     if subtitle:
         text += f'<br/><font point-size="9">{_escape_html(subtitle)}</font>'
     if frozen:
@@ -327,12 +334,26 @@ def _html(title: str, subtitle: str, frozen: bool = False) -> str:
     return f"<{text}>"
 
 
-def to_dot(diagram: Diagram) -> str:
-    """The diagram as Graphviz DOT text."""
+#: Directions a picture may flow in: top to bottom (the default), left to right, ...
+RANKDIRS = ("TB", "LR", "BT", "RL")
+
+
+def _check_layout(rankdir: str, dpi: int | None) -> None:
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"rankdir {rankdir!r}: one of {', '.join(RANKDIRS)}")
+    if dpi is not None and not 10 <= dpi <= 2400:
+        raise ValueError(f"dpi {dpi}: between 10 and 2400")
+
+
+def to_dot(diagram: Diagram, rankdir: str = "TB", dpi: int | None = None) -> str:
+    """The diagram as Graphviz DOT text, flowing ``rankdir``; ``dpi`` sets the
+    resolution of raster output (.png)."""
+    _check_layout(rankdir, dpi)
+    layout = f"rankdir={rankdir}, " + (f"dpi={dpi}, " if dpi is not None else "")
     lines = [
         f"digraph {_quote(diagram.name)} {{",
         '  graph [compound=true, fontname="Helvetica", fontsize=12, nodesep=0.3, '
-        "ranksep=0.3, labelloc=t, newrank=true, "
+        f"ranksep=0.3, labelloc=t, newrank=true, {layout}"
         f"label={_html(diagram.title, '')}];",
         '  node [fontname="Helvetica", fontsize=11, margin="0.12,0.04", height=0.3];',
         '  edge [fontname="Helvetica", fontsize=8, color="#666666", '
@@ -415,10 +436,11 @@ _MERMAID_SHAPES = {
 }
 
 
-def to_mermaid(diagram: Diagram) -> str:
+def to_mermaid(diagram: Diagram, rankdir: str = "TB") -> str:
     """The diagram as a Mermaid flowchart (GitHub and most Markdown viewers draw it)."""
+    _check_layout(rankdir, None)
     ids = _MermaidIds()
-    lines = ["flowchart TB", f"  %% {_one_line(diagram.title)}"]
+    lines = [f"flowchart {rankdir}", f"  %% {_one_line(diagram.title)}"]
     _mermaid_cluster(diagram, diagram.root, lines, 1, ids)
     for edge in diagram.edges:
         src, dst = ids(edge.src), ids(edge.dst)
@@ -482,12 +504,21 @@ def build_diagram(summary: ModelSummary, depth: int = 1) -> Diagram:
     return _Builder(summary, depth).build()
 
 
-def render_graph(summary: ModelSummary, path: str | Path, depth: int = 1) -> Path:
+def render_graph(
+    summary: ModelSummary,
+    path: str | Path,
+    depth: int = 1,
+    *,
+    rankdir: str = "TB",
+    dpi: int | None = None,
+) -> Path:
     """Write the model's picture to ``path``; its suffix picks the format (``FORMATS``).
 
     .dot and .mmd are text; .svg, .png and .pdf are drawn by Graphviz's ``dot``,
-    which must be installed. Raises GraphvizError when it is missing or fails, and
-    ValueError for another suffix."""
+    which must be installed. ``rankdir`` is the direction the graph flows in
+    (``RANKDIRS``), ``dpi`` the resolution of a .png. Raises GraphvizError when dot is
+    missing or fails, and ValueError for another suffix or layout."""
+    _check_layout(rankdir, dpi)
     target = Path(path)
     fmt = target.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -497,9 +528,9 @@ def render_graph(summary: ModelSummary, path: str | Path, depth: int = 1) -> Pat
         )
     diagram = build_diagram(summary, depth)
     if fmt == "mmd":
-        target.write_text(to_mermaid(diagram), encoding="utf-8")
+        target.write_text(to_mermaid(diagram, rankdir), encoding="utf-8")
         return target
-    dot_text = to_dot(diagram)
+    dot_text = to_dot(diagram, rankdir, dpi)
     if fmt == "dot":
         target.write_text(dot_text, encoding="utf-8")
         return target

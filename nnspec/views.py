@@ -94,7 +94,7 @@ def graph_command(args: argparse.Namespace) -> int:
         to_mermaid,
     )
 
-    _TEXT_FORMATS = {"dot": to_dot, "mmd": to_mermaid}
+    _TEXT_FORMATS = ("dot", "mmd")
 
     spec = _load(args)
     if args.output == "-":
@@ -104,7 +104,15 @@ def graph_command(args: argparse.Namespace) -> int:
                 f"-o - writes a text format ({', '.join(_TEXT_FORMATS)}), not {fmt}"
             )
         diagram = build_diagram(spec.summary(), depth=args.depth)
-        sys.stdout.write(_TEXT_FORMATS[fmt](diagram))
+        try:
+            text = (
+                to_dot(diagram, args.rankdir, args.dpi)
+                if fmt == "dot"
+                else to_mermaid(diagram, args.rankdir)
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        sys.stdout.write(text)
         return 0
     if args.output is None and args.spec == STDIN:
         raise UsageError("with SPEC '-', name the picture: -o FILE (or -o - for text)")
@@ -112,7 +120,9 @@ def graph_command(args: argparse.Namespace) -> int:
     if args.format and target.suffix.lower() != f".{args.format}":
         raise UsageError(f"--format {args.format} does not match {target.name}")
     try:
-        render_graph(spec.summary(), target, depth=args.depth)
+        render_graph(
+            spec.summary(), target, depth=args.depth, rankdir=args.rankdir, dpi=args.dpi
+        )
     except (GraphvizError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -142,6 +152,18 @@ def register_graph(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="open blocks as clusters N levels deep (default: 1; 0 keeps them boxes)",
+    )
+    parser.add_argument(
+        "--rankdir",
+        choices=["TB", "LR", "BT", "RL"],
+        default="TB",
+        help="the direction the graph flows in (default: TB, top to bottom)",
+    )
+    parser.add_argument(
+        "--dpi",
+        type=_positive,
+        metavar="N",
+        help="the resolution of a .png, in dots per inch (Graphviz's default: 96)",
     )
     parser.set_defaults(handler=graph_command)
 

@@ -51,9 +51,8 @@ def svg_clusters(path: Path) -> dict[str, str]:
         if group.get("class") == "cluster":
             title = group.find(f"{SVG}title")
             assert title is not None
-            found[title.text or ""] = " ".join(
-                t.text or "" for t in group.iter(f"{SVG}text")
-            )
+            words = [(t.text or "").strip() for t in group.iter(f"{SVG}text")]
+            found[title.text or ""] = " ".join(w for w in words if w)
     return found
 
 
@@ -61,7 +60,10 @@ def test_dot_has_a_labelled_cluster_per_block(unet: ModelSummary) -> None:
     dot = to_dot(build_diagram(unet, depth=1))
     for name in UNET_BLOCKS:
         assert f'subgraph "cluster_{name}" {{' in dot, name
-    assert '<b>up1</b><br/><font point-size="9">Up</font>' in dot
+    assert (
+        '<b>up1</b><br/><font point-size="3"> </font><br/><font point-size="9">Up</font>'
+        in dot
+    )
     # Depth 1 opens the top-level blocks only: DoubleConv inside Up stays one box.
     assert '"cluster_up1.conv"' not in dot
     assert '"up1.conv" [' in dot
