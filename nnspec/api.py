@@ -154,19 +154,32 @@ def loads(
     params: Mapping[str, Any] | None = None,
     *,
     path: str = "<string>",
-    allow_imports: Iterable[str] = (),
+    allow_imports: Iterable[str] | None = (),
 ) -> Spec:
-    """Parse, validate and compile a spec from YAML text. Raises SpecError."""
+    """Parse, validate and compile a spec from YAML text. Raises SpecError.
+
+    ``allow_imports`` names the packages custom ops may import (None: none)."""
     document = derive(parse_yaml(text, path), read_spec_file)
-    return Spec(compile_document(document, params, allow_imports))
+    return Spec(compile_document(document, params, _packages(allow_imports)))
 
 
 def load(
     path: str | os.PathLike[str],
     params: Mapping[str, Any] | None = None,
     *,
-    allow_imports: Iterable[str] = (),
+    allow_imports: Iterable[str] | None = (),
 ) -> Spec:
-    """Parse, validate and compile a spec file. Raises SpecError."""
+    """Parse, validate and compile a spec file. Raises SpecError.
+
+    ``allow_imports`` names the packages custom ops may import (None: none)."""
     document = derive(read_spec_file(os.fspath(path)), read_spec_file)
-    return Spec(compile_document(document, params, allow_imports))
+    return Spec(compile_document(document, params, _packages(allow_imports)))
+
+
+def _packages(allow_imports: Iterable[str] | None) -> tuple[str, ...]:
+    """The allowed packages as a tuple; a single string is one package, not letters."""
+    if allow_imports is None:
+        return ()
+    if isinstance(allow_imports, str):
+        return (allow_imports,)
+    return tuple(allow_imports)
