@@ -19,7 +19,7 @@ from ..ops import (
     resolve_op,
 )
 
-__all__ = ["ParamDecl", "lower_spec"]
+__all__ = ["ParamDecl", "inputs_by_name", "lower_spec"]
 
 _RESERVED_NODE_KEYS = {"op", "name", "in", "args", "repeat", "use"}
 
@@ -52,6 +52,23 @@ def _unknown_op_hint(op: str) -> str:
     return ""
 
 
+def inputs_by_name(op: OpInfo, given: Any, key: str, ref: str) -> str:
+    """``in: {query: x, key: x, value: x, attn_mask: mask}``: the node's inputs given by
+    name, with ``ref`` added as its input ``key`` (``given``: the node's ``in``, written
+    or lowered)."""
+    names = input_names(op) or []
+    if isinstance(given, (str, Ref)):
+        given = [given]
+    entries: list[str] = []
+    if isinstance(given, dict):
+        entries = [f"{k}: {v}" for k, v in given.items() if k != key]
+    elif isinstance(given, list) and len(given) <= len(names):
+        entries = [f"{n}: {r}" for n, r in zip(names, given) if n != key]
+    elif given:
+        entries = ["..."]
+    return "in: {" + ", ".join([*entries, f"{key}: {ref}"]) + "}"
+
+
 class ParamDecl:
     """A block parameter: its type ('any' when undeclared), default, and whether required."""
 
@@ -76,6 +93,7 @@ class _Lowering:
         # Names of nodes of the graph being lowered that failed to lower: references
         # to them are not reported again (the node's own error is the root cause).
         self.failed: set[str] = set()
+        self._written_in: Any = None  # the 'in' of the node whose arguments are checked
 
     def error(self, path: tuple, message: str, *, key: bool = False) -> None:
         self.errors.append(self.doc.diagnostic(path, message, key=key))
@@ -222,6 +240,7 @@ class _Lowering:
                     key=True,
                 )
         if op is not None:
+            self._written_in = raw.in_
             self.check_arguments(op, extras, path, label)
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
@@ -315,8 +334,19 @@ class _Lowering:
         if arguments is None or arguments.var_keyword:
             return
         names = arguments.accepted
+        forward = (input_names(op) or []) if op.kind == "module" else []
         for key in extras:
-            if key not in names and _valid_argument(key):
+            if key not in names and key in forward:
+                value = extras[key]
+                ref = value if isinstance(value, str) else "..."
+                self.error(
+                    (*path, key),
+                    f"{label}: {key!r} is an input of {op.name}'s forward, not a "
+                    f"constructor argument; give it with the inputs, by name: "
+                    + inputs_by_name(op, self._written_in, key, ref),
+                    key=True,
+                )
+            elif key not in names and _valid_argument(key):
                 self.error(
                     (*path, key),
                     f"{label} has no argument {key!r}"

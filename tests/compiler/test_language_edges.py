@@ -103,3 +103,84 @@ def test_init_expression_mistake_is_located() -> None:
         "unknown name 'scael'",
         "did you mean 'scale'?",
     )
+
+
+def test_dtype_names_become_torch_dtypes() -> None:
+    spec = compile_text(
+        """
+        inputs: {x: [8]}
+        blocks:
+          Cast:
+            params: {kind: float64}
+            inputs: [y]
+            layers:
+              - {op: Linear, name: fc, out_features: 4, dtype: "${kind}"}
+        layers:
+          - {op: ones_like, name: ids, dtype: int64}
+          - {op: Embedding, name: emb, num_embeddings: 2, embedding_dim: 3, dtype: float64}
+          - {op: Cast, name: wide, in: x}
+          - {op: Cast, name: narrow, in: x, kind: float32}
+        outputs: [emb, wide, narrow]
+        """
+    )
+    source = spec.source()
+    assert "torch.ones_like(x, dtype=torch.int64)" in source
+    assert "nn.Embedding(2, 3, dtype=torch.float64)" in source
+    assert "dtype=getattr(torch, kind)" in source  # the block's param, per instance
+    model = spec.build()
+    assert model.emb(torch.ones(2, 8, dtype=torch.int64)).dtype == torch.float64
+    assert model.wide.fc.weight.dtype == torch.float64
+    assert model.narrow.fc.weight.dtype == torch.float32
+
+
+def test_attention_inputs_given_by_name_compile() -> None:
+    # What the reference-as-argument errors suggest, written out.
+    spec = compile_text(
+        """
+        inputs: {q: [10, 16], mask: [10, 10], pad: {shape: [10], dtype: bool}}
+        layers:
+          - op: scaled_dot_product_attention
+            name: att
+            in: {query: q, key: q, value: q, attn_mask: mask}
+          - op: MultiheadAttention
+            name: mha
+            embed_dim: 16
+            num_heads: 2
+            batch_first: true
+            in: {query: att, key: att, value: att, key_padding_mask: pad}
+        outputs: mha.0
+        """
+    )
+    model = spec.build()
+    q = torch.randn(3, 10, 16)
+    out = model(q, torch.zeros(3, 10, 10), torch.zeros(3, 10, dtype=torch.bool))
+    assert out.shape == (3, 10, 16)
+
+
+def test_shared_embedding_on_floats_does_not_say_declare_an_input() -> None:
+    err = expect_error(
+        """
+        inputs: {tokens: {shape: [6], dtype: int64}}
+        layers:
+          - {op: Embedding, name: emb, num_embeddings: 10, embedding_dim: 4}
+          - {op: Linear, name: fc, out_features: 4}
+          - {use: emb, in: fc}
+        """,
+        7,
+        5,
+        "a shared Embedding looks up integer indices",
+    )
+    assert "declare the input" not in err.message
+
+
+def test_embedding_on_a_float_input_still_says_declare_it() -> None:
+    expect_error(
+        """
+        inputs: {tokens: [6]}
+        layers:
+          - {op: Embedding, name: emb, num_embeddings: 10, embedding_dim: 4}
+        """,
+        5,
+        5,
+        "(declare the input with dtype: int64)",
+    )
