@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import linecache
 import os
+import pickle
 import sys
 import types
 import warnings
@@ -74,6 +76,7 @@ class Spec:
                     code, module.__dict__
                 )  # the compiler's own output, never spec text
                 sys.modules[module_name] = module
+                _guard_pickling(module)
             self._class = getattr(module, self.name)
         return self._class
 
@@ -147,6 +150,50 @@ class Spec:
 
     def __repr__(self) -> str:
         return f"<nnspec.Spec {self.name} from {self.path}>"
+
+
+def _refuse_pickle(self: torch.nn.Module, protocol: int) -> Any:
+    name = type(self).__name__
+    raise pickle.PicklingError(
+        f"cannot pickle a whole {name} built by nnspec.load: its class is compiled in "
+        "memory and exists only in this process, so the pickle would not load in "
+        f"another. Save the weights instead (torch.save(model.state_dict(), path), then "
+        "nnspec.load(spec).build(weights=path)), or write the class to a file "
+        "(compile-model, or spec.write(path)) and build the model from that module"
+    )
+
+
+def _copy(self: torch.nn.Module) -> torch.nn.Module:
+    """copy.copy as for any module (pickling is refused, copying is not)."""
+    cls = type(self)
+    new = cls.__new__(cls)
+    new.__setstate__(self.__getstate__())
+    return new
+
+
+def _deepcopy(self: torch.nn.Module, memo: dict[int, Any]) -> torch.nn.Module:
+    """copy.deepcopy as for any module."""
+    cls = type(self)
+    new = cls.__new__(cls)
+    memo[id(self)] = new
+    new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+    return new
+
+
+def _guard_pickling(module: types.ModuleType) -> None:
+    """Make pickling an instance of the in-memory module's classes fail at once, with
+    advice, rather than write a file no other process can load (``ModuleNotFoundError:
+    nnspec_generated_...``). Files written by compile-model are plain modules and
+    pickle as usual; only these classes get the guard."""
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, torch.nn.Module)
+            and value.__module__ == module.__name__
+        ):
+            value.__reduce_ex__ = _refuse_pickle  # type: ignore[assignment,method-assign]
+            value.__copy__ = _copy  # type: ignore[attr-defined]
+            value.__deepcopy__ = _deepcopy  # type: ignore[attr-defined]
 
 
 def loads(
