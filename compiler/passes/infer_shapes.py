@@ -490,6 +490,9 @@ class Instantiator:
         name = val.value.removeprefix("torch.")
         dtype = getattr(torch, name, None) if name.isidentifier() else None
         if not isinstance(dtype, torch.dtype):
+            assert node.op is not None
+            if node.op.import_module is not None:
+                return val  # a custom op's own meaning of the word
             raise self.fail(
                 (*node.path, "dtype"),
                 f"{node.label}, dtype: expected a dtype name ({', '.join(DTYPES)}), "

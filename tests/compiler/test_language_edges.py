@@ -184,3 +184,17 @@ def test_embedding_on_a_float_input_still_says_declare_it() -> None:
         5,
         "(declare the input with dtype: int64)",
     )
+
+
+def test_custom_op_dtype_argument_keeps_its_own_words() -> None:
+    spec = compile_text(
+        """
+        inputs: {x: [4]}
+        layers:
+          - {op: "tests.compiler.fixtures.dtype_words:Quantise", dtype: floor}
+          - {op: zeros_like, dtype: float64}
+        """,
+        allow_imports=["tests"],
+    )
+    assert 'Quantise(dtype="floor")' in spec.source()
+    assert "dtype=torch.float64" in spec.source()
