@@ -62,6 +62,10 @@ def literal_ast(value: Any) -> ast.expr:
             keys=[literal_ast(k) for k in value],
             values=[literal_ast(v) for v in value.values()],
         )
+    if type(value).__name__ == "dtype" and type(value).__module__ == "torch":
+        # torch.int64: the canonical name of a torch dtype, never text from a spec.
+        name = str(value).removeprefix("torch.")
+        return ast.Attribute(ast.Name("torch", ast.Load()), name, ast.Load())
     if isinstance(value, float) and not math.isfinite(value):
         name = "inf" if value > 0 else "-inf"
         if math.isnan(value):
@@ -80,7 +84,10 @@ def is_const(sym: ast.expr | None) -> bool:
     """True when the symbolic form names nothing (a literal)."""
     if sym is None:
         return False
-    return not any(isinstance(n, ast.Name) and n.id != "float" for n in ast.walk(sym))
+    return not any(
+        isinstance(n, ast.Name) and n.id not in ("float", "torch")
+        for n in ast.walk(sym)
+    )
 
 
 class Scope:

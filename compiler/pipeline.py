@@ -115,7 +115,7 @@ def _compile(
         if name in instantiator.uses
     ]
     model = model_class(model_template, result)
-    modules = apply_init(model, spec, doc)
+    modules = apply_init(model, spec, doc, values)
     imports = sorted(
         {
             m.op.import_module

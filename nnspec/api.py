@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import linecache
 import os
+import pickle
 import sys
 import types
 import warnings
@@ -74,6 +76,7 @@ class Spec:
                     code, module.__dict__
                 )  # the compiler's own output, never spec text
                 sys.modules[module_name] = module
+                _guard_pickling(module)
             self._class = getattr(module, self.name)
         return self._class
 
@@ -149,24 +152,81 @@ class Spec:
         return f"<nnspec.Spec {self.name} from {self.path}>"
 
 
+def _refuse_pickle(self: torch.nn.Module, protocol: int) -> Any:
+    name = type(self).__name__
+    raise pickle.PicklingError(
+        f"cannot pickle a whole {name} built by nnspec.load: its class is compiled in "
+        "memory and exists only in this process, so the pickle would not load in "
+        f"another. Save the weights instead (torch.save(model.state_dict(), path), then "
+        "nnspec.load(spec).build(weights=path)), or write the class to a file "
+        "(compile-model, or spec.write(path)) and build the model from that module"
+    )
+
+
+def _copy(self: torch.nn.Module) -> torch.nn.Module:
+    """copy.copy as for any module (pickling is refused, copying is not)."""
+    cls = type(self)
+    new = cls.__new__(cls)
+    new.__setstate__(self.__getstate__())
+    return new
+
+
+def _deepcopy(self: torch.nn.Module, memo: dict[int, Any]) -> torch.nn.Module:
+    """copy.deepcopy as for any module."""
+    cls = type(self)
+    new = cls.__new__(cls)
+    memo[id(self)] = new
+    new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+    return new
+
+
+def _guard_pickling(module: types.ModuleType) -> None:
+    """Make pickling an instance of the in-memory module's classes fail at once, with
+    advice, rather than write a file no other process can load (``ModuleNotFoundError:
+    nnspec_generated_...``). Files written by compile-model are plain modules and
+    pickle as usual; only these classes get the guard."""
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, torch.nn.Module)
+            and value.__module__ == module.__name__
+        ):
+            value.__reduce_ex__ = _refuse_pickle  # type: ignore[assignment,method-assign]
+            value.__copy__ = _copy  # type: ignore[attr-defined]
+            value.__deepcopy__ = _deepcopy  # type: ignore[attr-defined]
+
+
 def loads(
     text: str,
     params: Mapping[str, Any] | None = None,
     *,
     path: str = "<string>",
-    allow_imports: Iterable[str] = (),
+    allow_imports: Iterable[str] | None = (),
 ) -> Spec:
-    """Parse, validate and compile a spec from YAML text. Raises SpecError."""
+    """Parse, validate and compile a spec from YAML text. Raises SpecError.
+
+    ``allow_imports`` names the packages custom ops may import (None: none)."""
     document = derive(parse_yaml(text, path), read_spec_file)
-    return Spec(compile_document(document, params, allow_imports))
+    return Spec(compile_document(document, params, _packages(allow_imports)))
 
 
 def load(
     path: str | os.PathLike[str],
     params: Mapping[str, Any] | None = None,
     *,
-    allow_imports: Iterable[str] = (),
+    allow_imports: Iterable[str] | None = (),
 ) -> Spec:
-    """Parse, validate and compile a spec file. Raises SpecError."""
+    """Parse, validate and compile a spec file. Raises SpecError.
+
+    ``allow_imports`` names the packages custom ops may import (None: none)."""
     document = derive(read_spec_file(os.fspath(path)), read_spec_file)
-    return Spec(compile_document(document, params, allow_imports))
+    return Spec(compile_document(document, params, _packages(allow_imports)))
+
+
+def _packages(allow_imports: Iterable[str] | None) -> tuple[str, ...]:
+    """The allowed packages as a tuple; a single string is one package, not letters."""
+    if allow_imports is None:
+        return ()
+    if isinstance(allow_imports, str):
+        return (allow_imports,)
+    return tuple(allow_imports)

@@ -31,8 +31,13 @@ _TYPE_NAMES = {
 }
 
 _PATTERN_MEANING = {
-    r"^[a-z_][a-z0-9_]*$": "a lowercase identifier (letters, digits, _)",
-    r"^[A-Z][A-Za-z0-9_]*$": "a CapWords identifier (e.g. MyNet)",
+    r"^[a-z_][a-z0-9_]*$": (
+        "a lowercase identifier (lowercase letters, digits and _, not starting with "
+        "a digit)"
+    ),
+    r"^[A-Z][A-Za-z0-9_]*$": (
+        "a CapWords identifier starting with an uppercase letter (e.g. MyNet)"
+    ),
 }
 
 

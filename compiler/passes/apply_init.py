@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch.nn.init as nn_init
 from ...spec.errors import SpecError, suggest
 from ...spec.model import SpecModel
 from ...spec.yaml_source import Document
-from ..expressions import literal_ast
+from ..expressions import ExpressionError, Scope, const, literal_ast, resolve_value
 from ..graph import ClassIR, InitStatement, ModuleDef
 
 __all__ = ["ModuleEntry", "apply_init", "walk_modules"]
@@ -76,15 +76,29 @@ def _matches(pattern: str, entry: ModuleEntry, class_names: set[str]) -> bool:
 
 
 class _InitRules:
-    def __init__(self, doc: Document, entries: list[ModuleEntry]) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        entries: list[ModuleEntry],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.doc = doc
         self.entries = entries
+        self.scope = Scope({k: const(v) for k, v in (params or {}).items()})
         self.class_names = {k for e in entries for k in (e.kinds or (e.class_name,))}
         self.initializers = _initializers()
         self._tried: set[tuple[Any, ...]] = set()
 
     def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
         return self.doc.error(path, message, key=key)
+
+    def value(self, raw: Any, path: tuple, what: str) -> Any:
+        """An initialiser argument with its ``${...}`` expressions evaluated (in the
+        model's params): the generated code holds the value as a literal."""
+        try:
+            return resolve_value(raw, self.scope).value
+        except ExpressionError as exc:
+            raise self.fail(path, f"{what}: {exc}") from None
 
     def initializer(
         self, raw: Any, path: tuple
@@ -124,14 +138,18 @@ class _InitRules:
                         + f"; its arguments: {', '.join(params)}",
                         key=True,
                     )
+                value = self.value(value, (*path, name, key), f"{name}, {key}")
                 keywords.append((key, literal_ast(value)))
                 raw_kwargs[key] = value
         elif isinstance(args, list):
-            positional = [literal_ast(v) for v in args]
-            raw_args = list(args)
+            raw_args = [
+                self.value(v, (*path, name, j), f"{name}, argument {j + 1}")
+                for j, v in enumerate(args)
+            ]
+            positional = [literal_ast(v) for v in raw_args]
         elif args is not None:
-            positional = [literal_ast(args)]
-            raw_args = [args]
+            raw_args = [self.value(args, (*path, name), name)]
+            positional = [literal_ast(raw_args[0])]
         if len(positional) > len(params):
             raise self.fail(path, f"{name} takes at most {len(params)} arguments")
         return name, positional, keywords, raw_args, raw_kwargs
@@ -241,11 +259,19 @@ def _freeze(doc: Document, spec: SpecModel, entries: list[ModuleEntry]) -> list[
     return sorted(roots, key=order.__getitem__)
 
 
-def apply_init(model: ClassIR, spec: SpecModel, doc: Document) -> list[ModuleEntry]:
-    """Fill the model class's init statements and frozen modules; returns the module list."""
+def apply_init(
+    model: ClassIR,
+    spec: SpecModel,
+    doc: Document,
+    params: Mapping[str, Any] | None = None,
+) -> list[ModuleEntry]:
+    """Fill the model class's init statements and frozen modules; returns the module list.
+
+    ``params`` (the model's, overrides applied) are what ``${...}`` in the rules' initialiser
+    arguments may name."""
     entries = list(walk_modules(model.modules))
     if spec.init:
-        model.init = _InitRules(doc, entries).statements(spec)
+        model.init = _InitRules(doc, entries, params).statements(spec)
     if spec.freeze:
         model.freeze = _freeze(doc, spec, entries)
     return entries

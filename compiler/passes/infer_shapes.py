@@ -11,14 +11,17 @@ class computes sizes from its own constructor arguments.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
+import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from ...spec.errors import SpecError, describe_value, suggest
+from ...spec.model import DTYPES
 from ...spec.yaml_source import Document
 from ..expressions import (
     ExpressionError,
@@ -50,7 +53,7 @@ from ..ops import (
 )
 from ..shape_rules import FUNCTION_PARAMS, RULES, Fallback, ShapeCall, ShapeError
 from ..values import BATCH, TensorValue, TupleValue, Value
-from .lower import ParamDecl
+from .lower import ParamDecl, inputs_by_name
 
 __all__ = [
     "MAX_GRAPH_NODES",
@@ -94,6 +97,12 @@ _PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "str": str,
     "list": list,
 }
+# The shape rule's hint for an Embedding given floats, and the one for a shared Embedding.
+_DECLARE_INTEGERS = "(declare the input with dtype: int64)"
+_SHARED_EMBEDDING = (
+    "(a shared Embedding looks up integer indices, as in its first use: it cannot be "
+    "called on floats; a projection onto its weights needs a custom module)"
+)
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
 _TYPE_WORDS = {
     "integer": "an integer",
@@ -497,7 +506,34 @@ class Instantiator:
             )
             for key, v in node.kwargs.items()
         }
+        if "dtype" in kwargs and node.op is not None and node.op.kind != "block":
+            kwargs["dtype"] = self.dtype_value(node, kwargs["dtype"])
         return args, kwargs
+
+    def dtype_value(self, node: NodeTemplate, val: Val) -> Val:
+        """``dtype: int64`` is ``torch.int64``: a dtype argument written by name."""
+        if not isinstance(val.value, str):
+            return val
+        name = val.value.removeprefix("torch.")
+        dtype = getattr(torch, name, None) if name.isidentifier() else None
+        if not isinstance(dtype, torch.dtype):
+            assert node.op is not None
+            if node.op.import_module is not None:
+                return val  # a custom op's own meaning of the word
+            raise self.fail(
+                (*node.path, "dtype"),
+                f"{node.label}, dtype: expected a dtype name ({', '.join(DTYPES)}), "
+                f"received {val.value!r}" + suggest(name, list(DTYPES)),
+            )
+        if val.sym is None or is_const(val.sym):
+            return Val(dtype, literal_ast(dtype))
+        # A block param: the block's class looks its value up at build time.
+        getattr_call = ast.Call(
+            ast.Name("getattr", ast.Load()),
+            [ast.Name("torch", ast.Load()), val.sym],
+            [],
+        )
+        return Val(dtype, getattr_call)
 
     def code(self, state: _State, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
         """The expression for a constructor argument in the class being generated."""
@@ -541,7 +577,10 @@ class Instantiator:
                 values = [value]
                 refs = [Ref(state.calls[-1].node)]
             self.check_function_limits(node, values, args, kwargs, sequence)
-            value = self.function_shape(node, values, args, kwargs, sequence)
+            try:
+                value = self.function_shape(node, values, args, kwargs, sequence)
+            except SpecError as exc:
+                raise self.reference_as_argument(state, node, exc) or exc from None
             self.grow(state, 1, node, walked=False)
             # The last copy carries the node's name: references to the node mean it.
             last = count is None or k == count - 1
@@ -574,6 +613,28 @@ class Instantiator:
                 raise self.node_fail(node, "repeats, so it must return one tensor")
         assert value is not None
         return value
+
+    def reference_as_argument(
+        self, state: _State, node: NodeTemplate, exc: SpecError
+    ) -> SpecError | None:
+        """The error to report instead of torch's ("must be Tensor, not str") when a
+        keyword argument names a node or input: tensors are passed with ``in:``."""
+        assert node.op is not None
+        for key, raw in node.kwargs.items():
+            if (
+                isinstance(raw, str)
+                and raw.split(".")[0] in state.env
+                and (f"'{key}'" in exc.message or "not str" in exc.message)
+            ):
+                kind = "an input" if raw in state.template.inputs else "a node"
+                return self.fail(
+                    (*node.path, key),
+                    f"{node.label}, {key}: {raw!r} is {kind}, but a keyword argument "
+                    "is a constant; pass the tensor as an input, by name: "
+                    + inputs_by_name(node.op, node.inputs, key, raw),
+                    key=True,
+                )
+        return None
 
     def function_shape(
         self,
@@ -667,6 +728,8 @@ class Instantiator:
         count: int | None,
     ) -> Value:
         assert node.op is not None
+        if count is not None and count > 1:
+            self.check_repeat_inputs(node, values)
         copies: list[ModuleDef] = []
         value: Value | None = None
         bound: dict[str, Val] = {}
@@ -721,6 +784,28 @@ class Instantiator:
             )
         )
         return value
+
+    def check_repeat_inputs(
+        self, node: NodeTemplate, values: list[Value] | dict[str, Value]
+    ) -> None:
+        """Each copy of a repeat after the first takes the previous copy's output as
+        its one input: a node of several inputs cannot repeat."""
+        assert node.op is not None
+        if node.op.kind == "block":
+            names = self.blocks[node.op.name].inputs
+            what = f"block {node.op.name} takes {_count(len(names), 'input')}"
+            what += f" ({', '.join(names)})"
+        else:
+            names = [str(k) for k in range(len(values))]
+            what = f"it is given {_count(len(names), 'input')}"
+        if len(names) > 1:
+            raise self.fail(
+                (*node.path, "repeat"),
+                f"{node.label}: {what}, but a repeat chains its copies: each copy "
+                "after the first takes the previous copy's output as its only input; "
+                "repeat a node of one input, or write the copies as separate nodes",
+                key=True,
+            )
 
     def check_copies(self, node: NodeTemplate, count: int, each: int) -> None:
         """Fail before making the copies of a repeat that cannot fit the node limit."""
@@ -1032,6 +1117,7 @@ class Instantiator:
     def meta_module(
         self, node: NodeTemplate, op: OpInfo, bound: dict[str, Val], fresh: bool = False
     ) -> Any:
+        self.check_module_valued(node, op)
         arguments = arguments_of(op.target)
         positional_only = arguments.positional_only if arguments else frozenset()
         args = [v.value for k, v in bound.items() if k in positional_only]
@@ -1042,6 +1128,28 @@ class Instantiator:
             raise self.node_fail(
                 node, f"{op.class_name} cannot be built: {exc}"
             ) from None
+
+    def check_module_valued(self, node: NodeTemplate, op: OpInfo) -> None:
+        """A constructor argument that takes a module cannot be written in a spec."""
+        takes = _module_valued(op.target)
+        for key in node.kwargs:
+            if key in takes:
+                example = (
+                    " ({op: TransformerEncoderLayer, repeat: N, d_model: ..., nhead: "
+                    "...} is a TransformerEncoder's stack)"
+                    if op.name == "TransformerEncoder"
+                    else ""
+                )
+                raise self.fail(
+                    (*node.path, key),
+                    f"{node.label}: {key} takes a module, and module-valued "
+                    "arguments are not supported (a spec writes numbers, strings and "
+                    "lists): write the layers as nodes, in a block (blocks:) or with "
+                    f"repeat{example}, or build the module in a factory of an allowed "
+                    "package (a function annotated to return nn.Module, op: "
+                    "package.module:function)",
+                    key=True,
+                )
 
     def module_def(
         self, node: NodeTemplate, op: OpInfo, ctor: ast.expr, module: Any
@@ -1083,7 +1191,11 @@ class Instantiator:
                 value = rule(ShapeCall(op.name, list(values), full))
                 return self.bounded(node, value, context)
             except ShapeError as exc:
-                raise self.node_fail(node, f"{context}{exc}", exc.at) from None
+                message = str(exc)
+                if node.use is not None and _DECLARE_INTEGERS in message:
+                    # The input is the graph's own float tensor, not a declared one.
+                    message = message.replace(_DECLARE_INTEGERS, _SHARED_EMBEDDING)
+                raise self.node_fail(node, f"{context}{message}", exc.at) from None
             except (Fallback, TypeError, ValueError, IndexError, KeyError):
                 pass  # not covered by the rule: run the op on the meta device
             except ArithmeticError:
@@ -1360,6 +1472,26 @@ class Instantiator:
         module = self.meta_module(original, op, bound)
         context = f"shares {node.use!r}, built for other inputs: "
         return self.module_shape(node, op, module, bound, values, context=context)
+
+
+def _holds_module(hint: Any) -> bool:
+    if isinstance(hint, type):
+        return issubclass(hint, torch.nn.Module)
+    return any(_holds_module(arg) for arg in typing.get_args(hint))
+
+
+@functools.cache
+def _module_valued(target: Any) -> frozenset[str]:
+    """The constructor arguments of a module class annotated to take a module."""
+    if not isinstance(target, type):
+        return frozenset()
+    try:
+        hints = typing.get_type_hints(vars(target).get("__init__", target.__init__))  # type: ignore[misc]
+    except Exception:
+        return frozenset()
+    return frozenset(
+        name for name, hint in hints.items() if name != "return" and _holds_module(hint)
+    )
 
 
 def model_inputs(spec_inputs: dict[str, Any]) -> list[Value]:

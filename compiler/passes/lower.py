@@ -19,7 +19,7 @@ from ..ops import (
     resolve_op,
 )
 
-__all__ = ["ParamDecl", "lower_spec"]
+__all__ = ["ParamDecl", "inputs_by_name", "lower_spec"]
 
 _RESERVED_NODE_KEYS = {"op", "name", "in", "args", "repeat", "use"}
 
@@ -28,6 +28,45 @@ def _valid_argument(key: str) -> bool:
     return (
         key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("__")
     )
+
+
+# Names that are not ops, and what to write instead.
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+_TENSOR_HOLDERS = ("Parameter", "ParameterList", "ParameterDict", "Buffer")
+
+
+def _unknown_op_hint(op: str) -> str:
+    """What to write for a name that looks like an op but is not one."""
+    name = op.rpartition(".")[2]
+    if name in _CONTAINERS:
+        return (
+            "; containers are not ops: write the layers in a block (blocks:) and use "
+            "the block as the op, or repeat: N for chained copies of a layer"
+        )
+    if name in _TENSOR_HOLDERS:
+        return (
+            f"; a bare {name} is not a layer: write a custom module that holds it "
+            "(an nn.Module class in your package, op: package.module:Name, compiled "
+            "with --allow-import package)"
+        )
+    return ""
+
+
+def inputs_by_name(op: OpInfo, given: Any, key: str, ref: str) -> str:
+    """``in: {query: x, key: x, value: x, attn_mask: mask}``: the node's inputs given by
+    name, with ``ref`` added as its input ``key`` (``given``: the node's ``in``, written
+    or lowered)."""
+    names = input_names(op) or []
+    if isinstance(given, (str, Ref)):
+        given = [given]
+    entries: list[str] = []
+    if isinstance(given, dict):
+        entries = [f"{k}: {v}" for k, v in given.items() if k != key]
+    elif isinstance(given, list) and len(given) <= len(names):
+        entries = [f"{n}: {r}" for n, r in zip(names, given) if n != key]
+    elif given:
+        entries = ["..."]
+    return "in: {" + ", ".join([*entries, f"{key}: {ref}"]) + "}"
 
 
 class ParamDecl:
@@ -51,6 +90,10 @@ class _Lowering:
         self.allow_imports = allow_imports
         self.errors: list[Diagnostic] = []
         self.block_decls: dict[str, dict[str, ParamDecl]] = {}
+        # Names of nodes of the graph being lowered that failed to lower: references
+        # to them are not reported again (the node's own error is the root cause).
+        self.failed: set[str] = set()
+        self._written_in: Any = None  # the 'in' of the node whose arguments are checked
 
     def error(self, path: tuple, message: str, *, key: bool = False) -> None:
         self.errors.append(self.doc.diagnostic(path, message, key=key))
@@ -89,7 +132,9 @@ class _Lowering:
         for i, raw in enumerate(layers):
             if isinstance(raw, NodeSpec) and raw.name is not None:
                 path = (*base, "layers", i, "name")
-                problem = name_problem(raw.name)
+                # Attribute names (nn.Module's) are checked once the op is known:
+                # a function node's name is only a local variable of forward.
+                problem = name_problem(raw.name, attribute=False)
                 if problem:
                     self.error(path, f"node name {raw.name!r} {problem}")
                 elif raw.name in explicit:
@@ -110,6 +155,7 @@ class _Lowering:
         nodes: list[NodeTemplate] = []
         defined: dict[str, NodeTemplate | None] = {n: None for n in inputs}
         later = self._all_names(layers, base)
+        self.failed = set()
         for i, raw in enumerate(layers):
             node = self.node(
                 raw, (*base, "layers", i), namespace, defined, later, inputs, i == 0
@@ -117,6 +163,8 @@ class _Lowering:
             if node is not None:
                 nodes.append(node)
                 defined[node.name] = node
+            elif isinstance(raw, NodeSpec) and raw.name is not None:
+                self.failed.add(raw.name)
         out = self.outputs(outputs, (*base, "outputs"), defined, nodes)
         return GraphTemplate(name, kind, doc, params, inputs, nodes, out, base)  # type: ignore[arg-type]
 
@@ -159,9 +207,17 @@ class _Lowering:
                 op = resolve_op(raw.op, self.spec.blocks, self.allow_imports)
             except OpLookupError as exc:
                 named = f"node {raw.name!r}: " if raw.name else ""
-                self.error(op_path, f"{named}{exc}")
+                self.error(op_path, f"{named}{exc}{_unknown_op_hint(raw.op)}")
                 return None
             default = snake_case(raw.op)
+            if raw.name is not None and op.kind != "function":
+                problem = name_problem(raw.name)
+                if problem and not name_problem(raw.name, attribute=False):
+                    self.error(
+                        (*path, "name"),
+                        f"node name {raw.name!r} {problem}: a {op.kind} node's name "
+                        "is an attribute of the generated module",
+                    )
         else:
             default = raw.use or "use"
             if extras or raw.args:
@@ -184,6 +240,7 @@ class _Lowering:
                     key=True,
                 )
         if op is not None:
+            self._written_in = raw.in_
             self.check_arguments(op, extras, path, label)
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
@@ -277,8 +334,19 @@ class _Lowering:
         if arguments is None or arguments.var_keyword:
             return
         names = arguments.accepted
+        forward = (input_names(op) or []) if op.kind == "module" else []
         for key in extras:
-            if key not in names and _valid_argument(key):
+            if key not in names and key in forward:
+                value = extras[key]
+                ref = value if isinstance(value, str) else "..."
+                self.error(
+                    (*path, key),
+                    f"{label}: {key!r} is an input of {op.name}'s forward, not a "
+                    f"constructor argument; give it with the inputs, by name: "
+                    + inputs_by_name(op, self._written_in, key, ref),
+                    key=True,
+                )
+            elif key not in names and _valid_argument(key):
                 self.error(
                     (*path, key),
                     f"{label} has no argument {key!r}"
@@ -316,6 +384,8 @@ class _Lowering:
         later: dict,
     ) -> None:
         if target not in defined or defined[target] is None:
+            if target in self.failed:
+                return  # that node's own error says what is wrong
             if target in later:
                 self.error(path, f"'use: {target}' refers to a node defined later")
             elif target in defined:
@@ -366,6 +436,8 @@ class _Lowering:
             )
             return None
         if name not in defined:
+            if name in self.failed:
+                return None  # that node's own error says what is wrong
             if name in later:
                 line = self.doc.where(later[name])[0]
                 self.error(
