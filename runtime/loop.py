@@ -652,7 +652,28 @@ class Trainer:
         arguments = dict(s.scheduler_args)
         if s.schedule_length_arg:
             arguments[s.schedule_length_arg] = self._length()
+        self._check_schedule_length(arguments)
         return s.scheduler(self.optimizer, **arguments)
+
+    def _check_schedule_length(self, arguments: Mapping[str, Any]) -> None:
+        """OneCycleLR cannot step past its length: a run longer than the schedule
+        is refused now, at the argument, rather than failing at that step."""
+        spec = self.settings.train.scheduler
+        if spec is None or spec.op != "OneCycleLR":
+            return
+        total = arguments.get("total_steps")
+        key = "total_steps"
+        if total is None:
+            key = "epochs"
+            total = arguments.get("epochs", 0) * arguments.get("steps_per_epoch", 0)
+        need, unit = self._length(), f"{spec.interval}s"
+        if total < need:
+            raise self.settings.error(
+                ("scheduler", key),
+                f"OneCycleLR lasts {total} {unit}, but this run takes {need} "
+                f"{unit}; leave total_steps out to fit the schedule to the run, or "
+                f"make it at least {need}",
+            )
 
     def _check_losses(self) -> None:
         """One eager forward (eval mode, random state untouched): a loss that cannot
