@@ -431,7 +431,8 @@ def _check_finite(
         for v in values:
             if isinstance(v, float) and not math.isfinite(v):
                 raise fail(
-                    (*path, name), f"{what}: {name} must be a finite number, received {v}"
+                    (*path, name),
+                    f"{what}: {name} must be a finite number, received {v}",
                 )
 
 
@@ -462,7 +463,8 @@ def _scheduler(
         _probe_schedule(spec.op, scheduler, optimizer, probe_args, path, fail)
     except ArithmeticError as exc:  # StepLR's step_size: 0, CosineAnnealingLR's T_max
         raise fail(
-            path, f"scheduler {spec.op}: its arguments divide by zero as it steps ({exc})"
+            path,
+            f"scheduler {spec.op}: its arguments divide by zero as it steps ({exc})",
         ) from None
     except (TypeError, ValueError, IndexError) as exc:
         raise fail(path, f"scheduler {spec.op}: {exc}") from None
