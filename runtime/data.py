@@ -543,6 +543,12 @@ class _Reader:
                         f"{_KINDS.get(array.dtype.kind, 'values')} (dtype "
                         f"{array.dtype}); data arrays hold numbers or booleans",
                     )
+                if array.ndim == 0:
+                    raise self.error(
+                        path,
+                        f"array {name!r} of {file} is a single value; samples go "
+                        "along its first axis",
+                    )
                 arrays[name] = torch.from_numpy(np.ascontiguousarray(array))
         return arrays
 
@@ -627,7 +633,10 @@ class _Reader:
             per_sample += math.prod(shape) * size
         for name, term in self.targets.items():
             if name not in self.inputs:  # at most 8 bytes an element
-                per_sample += math.prod(self.sample_shape(term.output)) * 8
+                shape = self.sample_shape(term.output)
+                if term.op in CLASS_INDEX_LOSSES:
+                    shape = shape[1:]  # a class index where the output has classes
+                per_sample += math.prod(shape) * 8
         total = n * per_sample
         if total > SYNTHETIC_MAX_BYTES:
             most = SYNTHETIC_MAX_BYTES // max(per_sample, 1)
