@@ -633,10 +633,10 @@ class _Reader:
             per_sample += math.prod(shape) * size
         for name, term in self.targets.items():
             if name not in self.inputs:  # at most 8 bytes an element
-                shape = self.sample_shape(term.output)
+                dims = self.sample_shape(term.output)
                 if term.op in CLASS_INDEX_LOSSES:
-                    shape = shape[1:]  # a class index where the output has classes
-                per_sample += math.prod(shape) * 8
+                    dims = dims[1:]  # a class index where the output has classes
+                per_sample += math.prod(dims) * 8
         total = n * per_sample
         if total > SYNTHETIC_MAX_BYTES:
             most = SYNTHETIC_MAX_BYTES // max(per_sample, 1)
