@@ -312,3 +312,25 @@ def test_a_sparse_tensor_is_named(
         "tiny.yaml:15:13: error: array 'x' is a sparse_coo tensor; store a dense "
         "one (tensor.to_dense())",
     )
+
+
+def test_a_resume_longer_than_an_explicit_one_cycle_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_data(tmp_path / "data.pt", 40)
+    text = TRAIN.replace(
+        "steps: 4",
+        "steps: 4\n  scheduler: {op: OneCycleLR, max_lr: 0.1, total_steps: 4, "
+        "interval: step}",
+    )
+    assert train(tmp_path, capsys, text)[0] == 0
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    status, err = train(tmp_path, capsys, text, "--resume", "--set", "steps=6")
+    assert (status, first_error(err, tmp_path)) == (
+        2,
+        "tiny.yaml:19:57: error: OneCycleLR lasts 4 steps, but this run takes 6 "
+        "steps; leave total_steps out to fit the schedule to the run, or make it "
+        "at least 6",
+    )
+    assert last.read_bytes() == before
