@@ -94,10 +94,12 @@ class DataSpec(_Strict):
         "'package.module:function' returning (train, val) datasets."
     )
     batch_size: PositiveInt = Field(32, description="Samples per batch.")
-    val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
-        None,
-        description="Hold out this fraction of the source for validation "
-        "(a seeded random split). Default: no validation unless val is given.",
+    val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = (
+        Field(
+            None,
+            description="Hold out this fraction of the source for validation "
+            "(a seeded random split). Default: no validation unless val is given.",
+        )
     )
     val: DataSource | None = Field(
         None, description="A separate validation source, instead of val_fraction."
