@@ -438,6 +438,7 @@ class Trainer:
         self.window.check_finite(self.run, self._saved_step)
         with self.window.paused():
             record = self._evaluate(epoch, step)
+            self._check_validation_finite(record, epoch, step)
         value = record[t.monitor]
         improved = math.isfinite(value) and (
             self.best is None
@@ -454,6 +455,81 @@ class Trainer:
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(value)
         return improved
+
+    def _check_validation_finite(
+        self, record: dict[str, Any], epoch: int, step: int
+    ) -> None:
+        """A NaN or infinite validation value stops the run (no best.pt could be
+        picked from it), naming the first validation batch that gives one and the
+        data array that holds a non-finite value, if one does."""
+        bad = {
+            k: v
+            for k, v in record.items()
+            if k not in ("step", "epoch") and not math.isfinite(v)
+        }
+        if not bad:
+            return
+        values = ", ".join(f"{k} {v}" for k, v in bad.items())
+        where = self._first_non_finite_batch()
+        last = self.run.last
+        kept = (
+            f"the last checkpoint is {last} (step {self._saved_step})"
+            if self._saved_step is not None
+            else "no checkpoint was written"
+        )
+        raise TrainError(
+            f"validation at step {step} (epoch {epoch}) gives {values}{where}; "
+            f"training stopped and {kept}. Check the validation data"
+        )
+
+    @torch.no_grad()
+    def _first_non_finite_batch(self) -> str:
+        """Where a non-finite validation value first comes from (a second pass over
+        the validation data, one host sync a batch: only after one was found)."""
+        s, data = self.settings, self.val_data
+        assert data is not None
+        samples, size = data.samples, data.batch_size
+        dims = {name: (v.batch_dim or 0) for name, v in s.outputs.items()}
+        self.model.eval()
+        try:
+            for j, (batch, real) in enumerate(data.padded()):
+                if real == 0:
+                    continue
+                with autocast(self.device, s.train.precision):
+                    outputs = self._forward(batch)
+                    batch = {k: v[:real] for k, v in batch.items()}
+                    outputs = {
+                        k: v.narrow(dims.get(k, 0), 0, real)
+                        if isinstance(v, Tensor)
+                        else v
+                        for k, v in outputs.items()
+                    }
+                    loss, _ = self._loss(outputs, batch)
+                values = [loss.float()] + [
+                    m.metric.score(outputs[m.output], batch[m.target])[0].float()
+                    for m in s.metrics
+                ]
+                if bool(torch.isfinite(torch.stack(values)).all()):
+                    continue
+                number = data.rank + j * data.world_size  # the batch in all ranks
+                text = f": first in validation batch {number + 1}"
+                for name, array in batch.items():
+                    if not array.is_floating_point():
+                        continue
+                    rows = (~torch.isfinite(array)).reshape(real, -1).any(dim=1)
+                    found = rows.nonzero()
+                    if len(found):
+                        row = int(found[0])
+                        value = float(array[row][~torch.isfinite(array[row])][0])
+                        sample = samples.source_index(number * size + row)
+                        return (
+                            f"{text}, whose array {name!r} holds {value} at "
+                            f"sample {sample} of {samples.where}"
+                        )
+                return f"{text}, whose data is finite: the model's outputs are not"
+            return ""  # in another process's share of the batches
+        finally:
+            self.model.train()
 
     @torch.no_grad()
     def _evaluate(self, epoch: int, step: int) -> dict[str, Any]:
@@ -694,7 +770,28 @@ class Trainer:
         arguments = dict(s.scheduler_args)
         if s.schedule_length_arg:
             arguments[s.schedule_length_arg] = self._length()
+        self._check_schedule_length(arguments)
         return s.scheduler(self.optimizer, **arguments)
+
+    def _check_schedule_length(self, arguments: Mapping[str, Any]) -> None:
+        """OneCycleLR cannot step past its length: a run longer than the schedule
+        is refused now, at the argument, rather than failing at that step."""
+        spec = self.settings.train.scheduler
+        if spec is None or spec.op != "OneCycleLR":
+            return
+        total = arguments.get("total_steps")
+        key = "total_steps"
+        if total is None:
+            key = "epochs"
+            total = arguments.get("epochs", 0) * arguments.get("steps_per_epoch", 0)
+        need, unit = self._length(), f"{spec.interval}s"
+        if total < need:
+            raise self.settings.error(
+                ("scheduler", key),
+                f"OneCycleLR lasts {total} {unit}, but this run takes {need} "
+                f"{unit}; leave total_steps out to fit the schedule to the run, or "
+                f"make it at least {need}",
+            )
 
     def _check_losses(self) -> None:
         """One eager forward (eval mode, random state untouched): a loss that cannot

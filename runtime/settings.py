@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -409,11 +410,30 @@ def _optimizer(train: TrainSpec, fail: Any) -> tuple[type, dict[str, Any]]:
             (*path, "param_groups", i),
             fail,
         )
+    _check_finite(arguments, path, f"optimizer {spec.op}", fail)
+    for i, group in enumerate(spec.param_groups or []):
+        _check_finite(
+            group.arguments, (*path, "param_groups", i), f"optimizer {spec.op}", fail
+        )
     try:  # catches bad values (a negative lr) here, at the spec's line
         cls(_probe_parameters(), **arguments)
     except (TypeError, ValueError) as exc:
         raise fail(path, f"optimizer {spec.op}: {exc}") from None
     return cls, arguments
+
+
+def _check_finite(
+    arguments: Mapping[str, Any], path: Path, what: str, fail: Any
+) -> None:
+    """Numbers given to torch must be finite (torch takes ``lr: .inf``)."""
+    for name, value in arguments.items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise fail(
+                    (*path, name),
+                    f"{what}: {name} must be a finite number, received {v}",
+                )
 
 
 def _scheduler(
@@ -426,6 +446,7 @@ def _scheduler(
     cls = _lookup(spec.op, scheduler_classes(), "scheduler", (*path, "op"), fail)
     arguments = spec.arguments
     _check_arguments(cls, arguments, ("optimizer",), f"scheduler {spec.op}", path, fail)
+    _check_finite(arguments, path, f"scheduler {spec.op}", fail)
     length_arg = None
     probe_args = dict(arguments)
     if spec.op in SCHEDULE_LENGTH:
@@ -433,12 +454,73 @@ def _scheduler(
         if not any(a in arguments for a in alternatives):
             length_arg = name
             probe_args[name] = 100
+    for name in _LEARNING_RATES:
+        if name in arguments:
+            _check_learning_rate(spec.op, name, arguments[name], path, fail)
     try:
         optimizer = torch.optim.SGD(_probe_parameters(), lr=0.1)
-        cls(optimizer, **probe_args)
-    except (TypeError, ValueError) as exc:
+        scheduler = cls(optimizer, **probe_args)
+        _probe_schedule(spec.op, scheduler, optimizer, probe_args, path, fail)
+    except ArithmeticError as exc:  # StepLR's step_size: 0, CosineAnnealingLR's T_max
+        raise fail(
+            path,
+            f"scheduler {spec.op}: its arguments divide by zero as it steps ({exc})",
+        ) from None
+    except (TypeError, ValueError, IndexError) as exc:
         raise fail(path, f"scheduler {spec.op}: {exc}") from None
     return cls, arguments, length_arg
+
+
+# Scheduler arguments that are learning rates: max_lr must be positive, the others
+# at least 0 (a number, or a list of one per parameter group).
+_LEARNING_RATES = ("max_lr", "base_lr", "eta_min", "min_lr")
+# The scheduler steps taken on a probe optimizer while the spec is checked.
+_PROBE_STEPS = 20
+
+
+def _check_learning_rate(op: str, name: str, value: Any, path: Path, fail: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue  # torch reports a wrong type when the probe builds it
+        positive = name == "max_lr"
+        if not math.isfinite(v) or v < 0 or (positive and v == 0):
+            bound = "more than 0" if positive else "at least 0"
+            raise fail(
+                (*path, name),
+                f"scheduler {op}: {name} must be a finite number {bound}, received {v}",
+            )
+
+
+def _probe_schedule(
+    op: str,
+    scheduler: Any,
+    optimizer: torch.optim.Optimizer,
+    arguments: Mapping[str, Any],
+    path: Path,
+    fail: Any,
+) -> None:
+    """Step the schedule a few times on a probe optimizer: arguments that divide by
+    zero or make the learning rate negative or infinite fail here, at the spec's
+    line, not at some step of the run."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return  # steps on a validation value; its arguments are checked by torch
+    steps = _PROBE_STEPS
+    if op == "OneCycleLR":
+        total = arguments.get("total_steps") or (
+            arguments.get("epochs", 0) * arguments.get("steps_per_epoch", 0)
+        )
+        steps = min(steps, max(int(total) - 1, 0))
+    for step in range(1, steps + 1):
+        optimizer.step()
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            raise fail(
+                path,
+                f"scheduler {op}: its arguments make the learning rate {lr} at "
+                f"step {step}; a learning rate must be a finite number, at least 0",
+            )
 
 
 # -- device, precision, compile ----------------------------------------------------

@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_COUNT",
+    "MAX_SEED",
+    "MAX_WORKERS",
     "PRECISIONS",
     "STRATEGIES",
     "CompileSpec",
@@ -30,7 +33,14 @@ PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
 Strategy = Literal["ddp", "fsdp"]
 STRATEGIES: tuple[str, ...] = ("ddp", "fsdp")
 
-PositiveInt = Annotated[int, Field(ge=1)]
+#: The largest count (batch size, steps, epochs, samples, ...) a spec may ask for.
+MAX_COUNT = 2**31 - 1
+#: The largest seed: torch, Python and NumPy all take it.
+MAX_SEED = 2**32 - 1
+#: The most DataLoader worker processes.
+MAX_WORKERS = 256
+
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 
 class _Strict(BaseModel):
@@ -84,10 +94,12 @@ class DataSpec(_Strict):
         "'package.module:function' returning (train, val) datasets."
     )
     batch_size: PositiveInt = Field(32, description="Samples per batch.")
-    val_fraction: Annotated[float, Field(gt=0, lt=1)] | None = Field(
-        None,
-        description="Hold out this fraction of the source for validation "
-        "(a seeded random split). Default: no validation unless val is given.",
+    val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = (
+        Field(
+            None,
+            description="Hold out this fraction of the source for validation "
+            "(a seeded random split). Default: no validation unless val is given.",
+        )
     )
     val: DataSource | None = Field(
         None, description="A separate validation source, instead of val_fraction."
@@ -95,7 +107,7 @@ class DataSpec(_Strict):
     shuffle: bool = Field(
         True, description="Shuffle the training samples each epoch (seeded)."
     )
-    workers: Annotated[int, Field(ge=0)] = Field(
+    workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] = Field(
         0,
         description="Loader worker processes, for datasets returned by a "
         "function; in-memory arrays need none.",
@@ -116,7 +128,9 @@ class LossTerm(_WithArguments):
     target: str = Field(
         min_length=1, description="The data array the output is compared with."
     )
-    weight: float = Field(1.0, description="The term's weight in the summed loss.")
+    weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        1.0, description="The term's weight in the summed loss (0 or more)."
+    )
 
 
 class ParamGroupSpec(_WithArguments):
@@ -230,14 +244,16 @@ class TrainSpec(_Strict):
         "fsdp (parameters, gradients and optimizer state sharded across processes). "
         "One process ignores it.",
     )
-    grad_clip: Annotated[float, Field(gt=0)] | None = Field(
+    grad_clip: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         None, description="Clip the gradients' total norm to this value."
     )
     accumulate: PositiveInt = Field(
         1, description="Batches whose gradients are summed into one optimizer step."
     )
-    seed: int = Field(
-        0, description="Seeds initial weights, the split, shuffling and dropout."
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = Field(
+        0,
+        description="Seeds initial weights, the split, shuffling, dropout and the "
+        "data workers (0 to 2**32 - 1).",
     )
     log_every: PositiveInt = Field(
         50, description="Log the loss every this many steps (a host sync)."
