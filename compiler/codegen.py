@@ -14,6 +14,29 @@ from .values import TupleValue, Value
 __all__ = ["generate_source", "module_access"]
 
 
+# Parameters torch's layers declare Optional (a Linear without bias has None).
+_OPTIONAL_PARAMS = frozenset({"bias"})
+
+
+def _sizes_as_tuples(call: ast.expr) -> ast.expr:
+    """A constructor call with its list literals written as tuples, as torch's own
+    signatures type sizes (``output_size=(6, 6)``): the generated file type-checks."""
+
+    class _Tuples(ast.NodeTransformer):
+        def visit_List(self, node: ast.List) -> ast.AST:
+            self.generic_visit(node)
+            return ast.Tuple(node.elts, ast.Load())
+
+    if not isinstance(call, ast.Call):
+        return call
+    converted = _Tuples()
+    return ast.Call(
+        call.func,
+        [converted.visit(a) for a in call.args],
+        [ast.keyword(k.arg, converted.visit(k.value)) for k in call.keywords],
+    )
+
+
 def module_access(path: str, root: str = "self") -> str:
     """'layer1.0.conv1' -> 'self.layer1[0].conv1'."""
     text = root
@@ -162,7 +185,9 @@ class _ClassWriter:
         body = ["super().__init__()"]
         self.lines.append("        " + body[0])
         for module in self.cls.modules:
-            self.lines += statement(f"self.{module.name} = ", module.ctor, 2)
+            self.lines += statement(
+                f"self.{module.name} = ", _sizes_as_tuples(module.ctor), 2
+            )
             for path, ctor in module.patches:
                 target = module_access(f"{module.name}.{path}")
                 self.lines += statement(f"{target} = ", ctor, 2)
@@ -200,27 +225,34 @@ class _ClassWriter:
         self.lines.append(
             '        """Initialise parameters by the spec\'s init rules."""'
         )
+        loops = Namespace()  # one loop variable per loop: each has its module type
         for stmt in self.cls.init:
-            self.emit_init_statement(stmt)
+            self.emit_init_statement(stmt, loops)
 
-    def emit_init_statement(self, stmt: InitStatement) -> None:
+    def emit_init_statement(self, stmt: InitStatement, loops: Namespace) -> None:
         if len(stmt.modules) == 1:
             target, depth = module_access(stmt.modules[0]), 2
         else:
             paths: list[ast.expr] = [
                 ast.Name(module_access(p), ast.Load()) for p in stmt.modules
             ]
+            target, depth = loops.fresh("module"), 3
             self.lines += statement(
-                "for module in ", ast.Tuple(paths, ast.Load()), 2, tail=":"
+                f"for {target} in ", ast.Tuple(paths, ast.Load()), 2, tail=":"
             )
-            target, depth = "module", 3
         for param, fn, args, kwargs in stmt.calls:
             call = ast.Call(
                 ast.Name(f"nn.init.{fn}_", ast.Load()),
                 [ast.Name(f"{target}.{param}", ast.Load()), *args],
                 [ast.keyword(k, v) for k, v in kwargs],
             )
-            self.lines += statement("", call, depth)
+            if param in _OPTIONAL_PARAMS:
+                # torch types these Optional; every matched module has one (checked
+                # when the spec was compiled), so the test only tells a type checker.
+                self.lines.append(f"{'    ' * depth}if {target}.{param} is not None:")
+                self.lines += statement("", call, depth + 1)
+            else:
+                self.lines += statement("", call, depth)
 
     def emit_forward(self) -> None:
         cls = self.cls
@@ -244,6 +276,13 @@ class _ClassWriter:
             else:
                 self.lines += [f"        {p}," for p in parts]
             self.lines.append(f"    ) -> {returns}:")
+        # A module call returns Any to a type checker: the local the forward returns
+        # is declared a tensor where it is first assigned.
+        self.declare: set[str] = set()
+        if cls.outputs.kind == "single":
+            returned = self.ref(cls.outputs.refs[0])
+            if returned not in cls.inputs:
+                self.declare.add(returned)
         for call in cls.calls:
             self.emit_call(call)
         self.emit_return()
@@ -268,7 +307,12 @@ class _ClassWriter:
         args += call.args
         keywords += [ast.keyword(k, v) for k, v in call.kwargs]
         node = ast.Call(ast.Name(call.callee, ast.Load()), args, keywords)
-        self.lines += statement(f"{self.var[call.node]} = ", node, 2)
+        var = self.var[call.node]
+        if var in self.declare:
+            self.declare.discard(var)
+            self.lines += statement(f"{var}: torch.Tensor = ", node, 2)
+        else:
+            self.lines += statement(f"{var} = ", node, 2)
 
     def emit_return(self) -> None:
         out = self.cls.outputs

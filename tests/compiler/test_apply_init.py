@@ -38,8 +38,9 @@ init:
 def test_one_rule_over_several_modules_is_one_loop() -> None:
     source = compile_text(MODEL + "init: [{match: Linear, bias: zeros}]\n").source()
     assert (
-        "for module in (self.fc1, self.head):\n            nn.init.zeros_(module.bias)"
-        in source
+        "for module in (self.fc1, self.head):\n"
+        "            if module.bias is not None:\n"
+        "                nn.init.zeros_(module.bias)" in source
     )
 
 

@@ -78,7 +78,7 @@ def test_value_not_expressible_in_block_params_is_passed_by_the_parent() -> None
     assert (
         "self, *, in_dim1: int, in_features: int, linear_1_in_features: int" in source
     )
-    assert "nn.LayerNorm([in_dim1, in_features])" in source
+    assert "nn.LayerNorm((in_dim1, in_features))" in source
     assert "nn.Linear(in_features, in_dim1 * 3 + 1)" in source
     # The mean's output size has no closed form here: the parent passes it.
     assert "nn.Linear(linear_1_in_features, 2)" in source
@@ -107,7 +107,7 @@ def test_tracebacks_show_generated_lines() -> None:
     else:  # pragma: no cover
         raise AssertionError("a wrong input size must fail")
     assert "<nnspec:net.yaml:" in text
-    assert "x = self.fc(x)" in text or "fc = self.fc(x)" in text
+    assert "x = self.fc(x)" in text or "fc: torch.Tensor = self.fc(x)" in text
 
 
 def test_meta_build_allocates_nothing_for_ten_billion_parameters() -> None:

@@ -52,7 +52,7 @@ class Features(nn.Module):
         # alexnet.yaml:29  (B, 256, ?, ?)
         x = self.relu5(x)
         # alexnet.yaml:30  (B, 256, ?, ?)
-        pool5 = self.pool5(x)
+        pool5: torch.Tensor = self.pool5(x)
         return pool5
 
 
@@ -83,7 +83,7 @@ class Classifier(nn.Module):
         # alexnet.yaml:42  (B, 4096)
         x = self.relu2(x)
         # alexnet.yaml:43  (B, classes)
-        fc3 = self.fc3(x)
+        fc3: torch.Tensor = self.fc3(x)
         return fc3
 
 
@@ -93,7 +93,7 @@ class AlexNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
-        self.avgpool = nn.AdaptiveAvgPool2d(output_size=[6, 6])
+        self.avgpool = nn.AdaptiveAvgPool2d(output_size=(6, 6))
         self.classifier = Classifier(in_features=9216, classes=1000, dropout=0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,5 +104,5 @@ class AlexNet(nn.Module):
         # alexnet.yaml:47  (B, 9216)
         x = torch.flatten(x, start_dim=1)
         # alexnet.yaml:48  (B, 1000)
-        classifier = self.classifier(x)
+        classifier: torch.Tensor = self.classifier(x)
         return classifier

@@ -25,7 +25,7 @@ class ConvBNReLU(nn.Module):
         # extra_input.yaml:27  (B, out, in_height, in_width)
         x = self.relu(x)
         # extra_input.yaml:28  (B, out, in_height // 2, in_width // 2)
-        pool = self.pool(x)
+        pool: torch.Tensor = self.pool(x)
         return pool
 
 
@@ -49,13 +49,16 @@ class ImageWithMetadata(nn.Module):
         """Initialise parameters by the spec's init rules."""
         for module in (self.stem.conv, self.stage1.conv):
             nn.init.xavier_normal_(module.weight)
-            nn.init.constant_(module.bias, 0.1)
-        for module in (self.fc1, self.head):
-            nn.init.normal_(module.weight, mean=0.0, std=0.01)
-            nn.init.zeros_(module.bias)
-        for module in (self.stem.bn, self.stage1.bn):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 0.1)
+        for module_1 in (self.fc1, self.head):
+            nn.init.normal_(module_1.weight, mean=0.0, std=0.01)
+            if module_1.bias is not None:
+                nn.init.zeros_(module_1.bias)
+        for module_2 in (self.stem.bn, self.stage1.bn):
+            nn.init.ones_(module_2.weight)
+            if module_2.bias is not None:
+                nn.init.zeros_(module_2.bias)
 
     def forward(
         self, image: torch.Tensor, extra: torch.Tensor

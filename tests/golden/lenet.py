@@ -49,5 +49,5 @@ class LeNet(nn.Module):
         # lenet.yaml:23  (B, 84)
         x = self.relu_3(x)
         # lenet.yaml:24  (B, 10)
-        fc3 = self.fc3(x)
+        fc3: torch.Tensor = self.fc3(x)
         return fc3

@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
         # resnet_small.yaml:28  (B, in_channels, in_height, in_width)
         h = torch.add(h, x)
         # resnet_small.yaml:29  (B, in_channels, in_height, in_width)
-        relu_out = self.relu(h)
+        relu_out: torch.Tensor = self.relu(h)
         return relu_out
 
 
@@ -54,7 +54,7 @@ class Projection(nn.Module):
         # resnet_small.yaml:36  (B, out, ?, ?)
         x = self.conv(x)
         # resnet_small.yaml:37  (B, out, ?, ?)
-        bn = self.bn(x)
+        bn: torch.Tensor = self.bn(x)
         return bn
 
 
@@ -90,7 +90,7 @@ class DownBlock(nn.Module):
         # resnet_small.yaml:50  (B, out, ?, ?)
         h = torch.add(bn2, h)
         # resnet_small.yaml:51  (B, out, ?, ?)
-        relu_out = self.relu(h)
+        relu_out: torch.Tensor = self.relu(h)
         return relu_out
 
 
@@ -147,5 +147,5 @@ class ResNetSmall(nn.Module):
         # resnet_small.yaml:69  (B, 64)
         x = self.dropout_1(x)
         # resnet_small.yaml:70  (B, 10)
-        fc = self.fc(x)
+        fc: torch.Tensor = self.fc(x)
         return fc

@@ -33,5 +33,5 @@ class SharedMLP(nn.Module):
         # shared_mlp.yaml:19  (B, 64)
         x = self.relu_2(x)
         # shared_mlp.yaml:20  (B, 10)
-        fc_out = self.fc_out(x)
+        fc_out: torch.Tensor = self.fc_out(x)
         return fc_out

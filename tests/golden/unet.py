@@ -33,7 +33,7 @@ class DoubleConv(nn.Module):
         # unet.yaml:23  (B, out, in_height, in_width)
         x = self.batch_norm2d_1(x)
         # unet.yaml:24  (B, out, in_height, in_width)
-        relu_1 = self.relu_1(x)
+        relu_1: torch.Tensor = self.relu_1(x)
         return relu_1
 
 
@@ -49,7 +49,7 @@ class Down(nn.Module):
         # unet.yaml:29  (B, in_channels, in_height // 2, in_width // 2)
         x = self.max_pool2d(x)
         # unet.yaml:30  (B, out, in_height // 2, in_width // 2)
-        conv = self.conv(x)
+        conv: torch.Tensor = self.conv(x)
         return conv
 
 
@@ -71,7 +71,7 @@ class Up(nn.Module):
         # unet.yaml:37  (B, skip_channels + x_channels, skip_height, skip_width)
         x = torch.cat([skip, x], dim=1)
         # unet.yaml:38  (B, out, skip_height, skip_width)
-        conv = self.conv(x)
+        conv: torch.Tensor = self.conv(x)
         return conv
 
 
@@ -84,7 +84,7 @@ class OutConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # unet.yaml:42  (B, out, in_height, in_width)
-        conv = self.conv(x)
+        conv: torch.Tensor = self.conv(x)
         return conv
 
 
@@ -124,5 +124,5 @@ class UNet(nn.Module):
         # unet.yaml:52  (B, 64, 64, 64)
         x = self.up4(x, inc)
         # unet.yaml:53  (B, 2, 64, 64)
-        outc = self.outc(x)
+        outc: torch.Tensor = self.outc(x)
         return outc
