@@ -1,0 +1,2 @@
+def check_generated_source(source: str) -> None:
+    pass
