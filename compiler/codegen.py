@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
 from .names import Namespace
-from .pyformat import LINE_LENGTH, expr, statement
+from .pyformat import LINE_LENGTH, expr, source_text, statement
 from .values import TupleValue, Value
 
 __all__ = ["generate_source", "module_access"]
@@ -41,6 +41,7 @@ def _wrap(line: str, width: int) -> list[str]:
 def _docstring(text: str, depth: int) -> list[str]:
     indent = "    " * depth
     body = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    body = source_text(body, newlines=True)
     lines = [line.rstrip() for line in body.splitlines()]
     if len(lines) > 1 or len(indent) + len(lines[0]) + 6 > LINE_LENGTH:
         # Wrap, leaving room for both quotes on the first line: ruff's formatter puts
@@ -250,9 +251,8 @@ class _ClassWriter:
 
     def emit_call(self, call: Call) -> None:
         shape = _shape_comment(call.value, self.symbolic)
-        self.lines.append(
-            f"        # {call.file or self.spec_file}:{call.line}  {shape}"
-        )
+        where = f"{call.file or self.spec_file}:{call.line}  {shape}"
+        self.lines.append(f"        # {source_text(where)}")
         if isinstance(call.inputs, dict):
             args: list[ast.expr] = []
             keywords = [

@@ -17,6 +17,7 @@ __all__ = [
     "LINE_LENGTH",
     "GeneratedSourceError",
     "expr",
+    "source_text",
     "statement",
     "string_literal",
 ]
@@ -27,6 +28,24 @@ _INDENT = "    "
 
 class GeneratedSourceError(Exception):
     """The compiler produced source it should not have: a bug in nnspec, not in the spec."""
+
+
+def source_text(text: str, *, newlines: bool = False) -> str:
+    """``text`` safe to put in a comment or docstring: every character that is not
+    printable -- line breaks of any kind (``\\r``, ``\\f``, ``\\x1c``, ``\\x85``,
+    ``\\u2028`` ...), NUL, tabs, other control and format characters -- written as its
+    escape sequence, so that the text stays on its line; ``\\n`` kept if ``newlines``.
+
+    In a (non-raw) docstring the escapes read back as the characters themselves.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() or (newlines and ch == "\n")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 def string_literal(text: str) -> str:

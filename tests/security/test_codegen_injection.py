@@ -8,6 +8,7 @@ compiled into a harmless literal.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,73 @@ def test_placeholder_text_in_a_string_stays_a_literal(tmp_path: Path) -> None:
     assert "'__nnspec_str_0__'" not in source
     assert '!= act != "__nnspec_str_0__"' in source
     check_generated_source(source)
+
+
+# Every character Python or a text tool reads as the end of a line, and NUL.
+LINE_BREAKS = ["\n", "\r", "\r\n", "\f", "\v", "\x1c", "\x1d", "\x1e", "\x85"]
+LINE_BREAKS += ["\u2028", "\u2029", "\x00"]
+
+
+def _lines_are_whole(source: str) -> None:
+    """Only \\n ends a line of the source, and it holds no NUL or control character."""
+    for number, line in enumerate(source.split("\n"), 1):
+        assert line.isprintable(), f"line {number}: {line!r}"
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKS, ids=[repr(b) for b in LINE_BREAKS])
+def test_a_base_file_name_cannot_end_its_comment(
+    brk: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if brk == "\x00":
+        pytest.skip("no file system takes NUL in a file name")
+    code = "__import__('pathlib').Path('MARKER').touch()"
+    base_name = f"base{brk}{code}{brk}.yaml"
+    (tmp_path / base_name).write_text(
+        "nnspec: 1\nname: Base\ninputs: {x: [4]}\nlayers:\n"
+        "  - {op: Linear, name: fc, out_features: 2}\n",
+        encoding="utf-8",
+    )
+    quoted = base_name.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    spec_file = tmp_path / "net.yaml"
+    spec_file.write_text(
+        f'nnspec: 1\nname: Net\nextends: "{quoted}"\n'
+        "insert_after: {fc: {op: ReLU, name: act}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "net.py"
+    assert compile_main([str(spec_file), "-q", "-o", str(out)]) == 0
+    source = out.read_text(encoding="utf-8")
+    _lines_are_whole(source)
+    check_generated_source(source)
+    nnspec.load(spec_file).build()
+    _import_file(out).Net()  # type: ignore[attr-defined]
+    assert not (tmp_path / "MARKER").exists()
+    escaped = brk.encode("unicode_escape").decode("ascii")
+    assert f"        # base{escaped}{code}{escaped}.yaml:5  (B, 2)" in source
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKS, ids=[repr(b) for b in LINE_BREAKS])
+def test_docstrings_keep_every_character_on_its_line(brk: str, tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    doc = f'x{brk}"""{brk}{code}{brk}"""'
+    quoted = doc.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    spec_file = tmp_path / "net.yaml"
+    spec_file.write_text(
+        f'nnspec: 1\nname: Net\ndoc: "{quoted}"\ninputs: {{x: [4]}}\n'
+        f'blocks:\n  B:\n    doc: "{quoted}"\n    layers: [ReLU]\n'
+        "layers: [B]\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "net.py"
+    assert compile_main([str(spec_file), "-q", "-o", str(out)]) == 0
+    source = out.read_text(encoding="utf-8")
+    _lines_are_whole(source)
+    check_generated_source(source)
+    module = _import_file(out)
+    assert not marker.exists()
+    # The docstrings read back as written, but for indentation and a closing space.
+    expected = inspect.cleandoc(doc)
+    assert inspect.cleandoc(module.Net.__doc__).rstrip() == expected  # type: ignore[attr-defined]
+    assert inspect.cleandoc(module.B.__doc__).rstrip() == expected  # type: ignore[attr-defined]
