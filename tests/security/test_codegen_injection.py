@@ -12,10 +12,13 @@ import inspect
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nnspec
 from nnspec.cli import compile_main
 from nnspec.spec import SpecError
+from nnspec.spec.naming import Namespace, name_problem
 
 from .ast_allowlist import check_generated_source
 
@@ -140,3 +143,84 @@ def test_docstrings_keep_every_character_on_its_line(brk: str, tmp_path: Path) -
     expected = inspect.cleandoc(doc)
     assert inspect.cleandoc(module.Net.__doc__).rstrip() == expected  # type: ignore[attr-defined]
     assert inspect.cleandoc(module.B.__doc__).rstrip() == expected  # type: ignore[attr-defined]
+
+
+def _error_at(text: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        nnspec.loads(text, path="net.yaml").source()
+    return info.value
+
+
+HEAD = "nnspec: 1\nname: Net\ninputs: {x: [4]}\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "column", "words"),
+    [
+        # A name that is not an identifier, as the target of use: (it used to hang).
+        (
+            "layers:\n  - {op: ReLU, name: fc}\n  - {use: fc-}\n",
+            6,
+            11,
+            ["use: 'fc-'", "is not a lowercase identifier"],
+        ),
+        (
+            'layers:\n  - {op: ReLU, name: fc}\n  - {use: "fc\\n"}\n',
+            6,
+            11,
+            ["use: 'fc\\n'", "is not a lowercase identifier"],
+        ),
+        # A trailing newline passes a pattern ending in $ in Python, not in JSON Schema.
+        (
+            'layers:\n  - {op: ReLU, name: "a\\n"}\n',
+            5,
+            22,
+            ["layers[0].name", "lowercase identifier", "'a\\n'"],
+        ),
+        (
+            'blocks:\n  B:\n    inputs: ["x\\n"]\n    layers: [ReLU]\nlayers: [B]\n',
+            6,
+            14,
+            ["blocks.B.inputs[0]", "lowercase identifier", "'x\\n'"],
+        ),
+        (
+            'blocks:\n  "B\\n": {layers: [ReLU]}\nlayers: [ReLU]\n',
+            5,
+            10,
+            ["blocks['B\\n']", "CapWords identifier", "'B\\n'"],
+        ),
+        (
+            'layers:\n  - {op: Linear, "out_featuresé": 3}\n',
+            5,
+            18,
+            ["'out_featuresé' is not a valid argument name"],
+        ),
+    ],
+)
+def test_names_that_are_not_identifiers_are_refused_where_written(
+    body: str, line: int, column: int, words: list[str]
+) -> None:
+    err = _error_at(HEAD + body)
+    assert (err.line, err.column) == (line, column), str(err)
+    for word in words:
+        assert word in err.message, err.message
+
+
+def test_input_and_model_names_with_a_trailing_newline_are_refused() -> None:
+    err = _error_at('nnspec: 1\nname: Net\ninputs: {"x\\n": [4]}\nlayers: [ReLU]\n')
+    assert (err.line, err.column) == (3, 10)
+    assert "input name 'x\\n' is not a lowercase identifier" in err.message
+    err = _error_at('nnspec: 1\nname: "Net\\n"\ninputs: {x: [4]}\nlayers: [ReLU]\n')
+    assert (err.line, err.column) == (2, 7)
+    assert "name: expected a CapWords identifier" in err.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=6))
+def test_namespace_always_hands_out_a_legal_unique_name(candidates: list[str]) -> None:
+    names = Namespace({"fc", "x"})
+    given_out = [names.fresh(c) for c in candidates]
+    assert len(set(given_out)) == len(given_out)
+    for name in given_out:
+        assert name_problem(name) is None, name
+        assert name not in ("fc", "x")
