@@ -224,3 +224,36 @@ def test_namespace_always_hands_out_a_legal_unique_name(candidates: list[str]) -
     for name in given_out:
         assert name_problem(name) is None, name
         assert name not in ("fc", "x")
+
+
+def test_source_that_does_not_compile_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With the escaping of docstrings undone, a NUL reaches the source: the check
+    # before writing catches it as the compiler's bug, and nothing is written.
+    from nnspec.compiler import codegen
+
+    monkeypatch.setattr(codegen, "source_text", lambda text, newlines=False: text)
+    spec_file = tmp_path / "net.yaml"
+    spec_file.write_text(
+        f'{HEAD}doc: "a\\0b"\nlayers: [ReLU]\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "net.py"
+    for quiet in ([], ["-q"]):
+        assert compile_main([str(spec_file), *quiet, "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: internal error: the generated source does not")
+        assert "this is a bug in nnspec" in err
+        assert "Traceback" not in err
+        assert not out.exists()
+
+
+def test_a_nul_in_a_doc_is_an_escape_in_the_docstring(tmp_path: Path) -> None:
+    spec_file = tmp_path / "net.yaml"
+    spec_file.write_text(f'{HEAD}doc: "a\\0b"\nlayers: [ReLU]\n', encoding="utf-8")
+    out = tmp_path / "net.py"
+    assert compile_main([str(spec_file), "-q", "-o", str(out)]) == 0
+    source = out.read_text(encoding="utf-8")
+    assert '    """a\\x00b"""\n' in source
+    assert _import_file(out).Net.__doc__ == "a\0b"  # type: ignore[attr-defined]
