@@ -19,6 +19,7 @@ import nnspec
 from nnspec.cli import compile_main
 from nnspec.spec import SpecError
 from nnspec.spec.naming import Namespace, name_problem
+from tests.conftest import EXAMPLES, ROOT
 
 from .ast_allowlist import check_generated_source
 
@@ -215,7 +216,7 @@ def test_input_and_model_names_with_a_trailing_newline_are_refused() -> None:
     assert "name: expected a CapWords identifier" in err.message
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(max_size=12), min_size=1, max_size=6))
 def test_namespace_always_hands_out_a_legal_unique_name(candidates: list[str]) -> None:
     names = Namespace({"fc", "x"})
@@ -257,3 +258,127 @@ def test_a_nul_in_a_doc_is_an_escape_in_the_docstring(tmp_path: Path) -> None:
     source = out.read_text(encoding="utf-8")
     assert '    """a\\x00b"""\n' in source
     assert _import_file(out).Net.__doc__ == "a\0b"  # type: ignore[attr-defined]
+
+
+# -- the allowlist over every spec the project ships ------------------------------------
+
+
+def _language_specs() -> dict[str, str]:
+    from tests.compiler import test_spec_language as language
+
+    return {
+        name: value
+        for name, value in vars(language).items()
+        if name.isupper() and isinstance(value, str) and "nnspec: 1" in value
+    }
+
+
+@pytest.mark.parametrize(
+    "spec_file", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_allowlist_passes_every_example_and_its_golden_file(spec_file: Path) -> None:
+    source = nnspec.load(spec_file).source()
+    check_generated_source(source)
+    golden = ROOT / "tests" / "golden" / f"{spec_file.stem}.py"
+    check_generated_source(golden.read_text(encoding="utf-8"))
+
+
+def test_allowlist_passes_the_language_examples() -> None:
+    specs = _language_specs()
+    assert {"SECTION_1_LENET", "SECTION_4_TWO_HEADS", "SECTION_7_SPEC"} <= set(specs)
+    for name, text in specs.items():
+        try:
+            source = nnspec.loads(text, path=f"{name.lower()}.yaml").source()
+        except SpecError:
+            continue  # the section's shape-error example
+        check_generated_source(source)
+
+
+def test_allowlist_passes_the_error_corpus_cases_that_compile() -> None:
+    compiled = 0
+    for case in sorted((ROOT / "tests" / "errors" / "cases").glob("*.yaml")):
+        try:
+            # Without the case's param overrides, some cases are valid specs.
+            source = nnspec.load(case, allow_imports=["tests"]).source()
+        except SpecError:
+            continue
+        check_generated_source(source, allowed_imports=["tests"])
+        compiled += 1
+    assert compiled >= 1
+
+
+def test_allowlist_passes_custom_ops_of_allowed_packages() -> None:
+    text = (
+        HEAD + "layers:\n  - {op: 'tests.compiler.fixtures.custom_layers:Scale', "
+        "features: 4}\n"
+    )
+    source = nnspec.loads(text, allow_imports=["tests"]).source()
+    check_generated_source(source, allowed_imports=["tests"])
+    with pytest.raises(AssertionError, match="import of 'tests"):
+        check_generated_source(source)
+
+
+GOOD = '''"""Net."""
+
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """Net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fc = self.fc(x)
+        return {}
+'''
+
+
+@pytest.mark.parametrize(
+    ("statement", "words"),
+    [
+        ("self.fc = nn.Linear(4, 2)", None),
+        ("__import__('os').system('true')", "a call of \"__import__('os').system\""),
+        ("self.fc = __import__('os')", "a call of '__import__'"),
+        ("eval('1')", "a call of 'eval'"),
+        ("exec('1')", "a call of 'exec'"),
+        ("open('x', 'w')", "a call of 'open'"),
+        ("getattr(self, 'fc')", "a call of 'getattr'"),
+        ("self.fc = self.fc.__class__", "dunder attribute"),
+        ("self.fc = self.__dict__", "dunder attribute"),
+        ("torch.load('x.pt')", "a call of 'torch.load'"),
+        ("torch.hub.load('a', 'b')", "a call of 'torch.hub.load'"),
+        ("import os", "Import statement"),
+        ("self.fc = os", "the name 'os' is not defined"),
+        ("self.fc = (lambda: 1)()", "a call of something other"),
+        ("self.fc = [y for y in ()]", "ListComp expression"),
+        ("self.fc = f'{1}'", "JoinedStr expression"),
+        ("if True:\n            pass", "If statement"),
+        ("self.fc.load_state_dict({})", "a call of 'self.fc.load_state_dict'"),
+        ("self.apply(self.fc)", "a call of nn.Module's 'apply'"),
+        ("nn.Linear(**{'a': 1})", "**kwargs in a call"),
+        ("nn.utils.parametrize(1)", "a call of 'nn.utils.parametrize'"),
+    ],
+)
+def test_allowlist_refuses_what_codegen_does_not_write(
+    statement: str, words: str | None
+) -> None:
+    source = GOOD.replace("self.fc = nn.Linear(4, 2)", statement)
+    if words is None:
+        check_generated_source(source)
+        return
+    with pytest.raises(AssertionError, match="line 12: ") as info:
+        check_generated_source(source)
+    assert words in str(info.value)
+
+
+def test_allowlist_refuses_imports_other_than_torch() -> None:
+    with pytest.raises(AssertionError, match="line 3: import of 'os'"):
+        check_generated_source(GOOD.replace("import torch\n", "import os\n"))
+    with pytest.raises(AssertionError, match=r"import of 'subprocess\.run'"):
+        check_generated_source(
+            GOOD.replace("import torch\n", "from subprocess import run\n")
+        )
