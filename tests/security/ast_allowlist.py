@@ -37,7 +37,7 @@ _METHODS = {"__init__", "reset_parameters", "forward"}
 _BUILTINS = {"min", "max", "abs", "int", "round", "len", "float", "bool", "str"}
 _BUILTINS |= {"list", "dict", "tuple", "super"}
 _MODULE_METHODS = {"requires_grad_"}
-_ANNOTATIONS = {"int", "float", "bool", "str", "list", "dict", "tuple"}
+_ANNOTATIONS = {"int", "float", "bool", "str", "list", "dict", "tuple", "object"}
 _TORCH_FUNCTIONS = {
     n for n in dir(torch._C._VariableFunctions) if not n.startswith("_")
 }
