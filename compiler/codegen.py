@@ -8,10 +8,16 @@ from collections.abc import Callable
 
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
 from .names import Namespace
-from .pyformat import LINE_LENGTH, expr, statement
+from .pyformat import (
+    LINE_LENGTH,
+    GeneratedSourceError,
+    expr,
+    source_text,
+    statement,
+)
 from .values import TupleValue, Value
 
-__all__ = ["generate_source", "module_access"]
+__all__ = ["GeneratedSourceError", "check_source", "generate_source", "module_access"]
 
 
 # Parameters torch's layers declare Optional (a Linear without bias has None).
@@ -64,6 +70,7 @@ def _wrap(line: str, width: int) -> list[str]:
 def _docstring(text: str, depth: int) -> list[str]:
     indent = "    " * depth
     body = text.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    body = source_text(body, newlines=True)
     lines = [line.rstrip() for line in body.splitlines()]
     if len(lines) > 1 or len(indent) + len(lines[0]) + 6 > LINE_LENGTH:
         # Wrap, leaving room for both quotes on the first line: ruff's formatter puts
@@ -289,9 +296,8 @@ class _ClassWriter:
 
     def emit_call(self, call: Call) -> None:
         shape = _shape_comment(call.value, self.symbolic)
-        self.lines.append(
-            f"        # {call.file or self.spec_file}:{call.line}  {shape}"
-        )
+        where = f"{call.file or self.spec_file}:{call.line}  {shape}"
+        self.lines.append(f"        # {source_text(where)}")
         if isinstance(call.inputs, dict):
             args: list[ast.expr] = []
             keywords = [
@@ -356,4 +362,20 @@ def generate_source(
     import_lines += [f"import {m}" for m in sorted(set(imports))]
     import_lines = sorted(import_lines, key=lambda s: s.split()[1].lower())
     import_lines.append("from torch import nn")
-    return "\n".join([*header, "", *import_lines, "", "", text, ""])
+    return check_source("\n".join([*header, "", *import_lines, "", "", text, ""]))
+
+
+def check_source(source: str) -> str:
+    """``source`` if Python parses it; else GeneratedSourceError (a bug of the compiler:
+    the spec's mistakes are refused before code is generated). Nothing is written or
+    run before this check."""
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError) as exc:
+        reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        if getattr(exc, "lineno", None):
+            reason = f"line {exc.lineno}: {reason}"  # type: ignore[union-attr]
+        raise GeneratedSourceError(
+            f"the generated source does not compile ({reason})"
+        ) from None
+    return source

@@ -8,14 +8,44 @@ indented line, else one item per line with a trailing comma.
 from __future__ import annotations
 
 import ast
-import copy
+import io
+import tokenize
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LINE_LENGTH", "expr", "statement", "string_literal"]
+__all__ = [
+    "LINE_LENGTH",
+    "GeneratedSourceError",
+    "expr",
+    "source_text",
+    "statement",
+    "string_literal",
+]
 
 LINE_LENGTH = 88
 _INDENT = "    "
+
+
+class GeneratedSourceError(Exception):
+    """The compiler produced source it should not have: a bug in nnspec, not in the spec."""
+
+
+def source_text(text: str, *, newlines: bool = False) -> str:
+    """``text`` safe to put in a comment or docstring: every character that is not
+    printable -- line breaks of any kind (``\\r``, ``\\f``, ``\\x1c``, ``\\x85``,
+    ``\\u2028`` ...), NUL, tabs, other control and format characters -- written as its
+    escape sequence, so that the text stays on its line; ``\\n`` kept if ``newlines``.
+
+    In a (non-raw) docstring the escapes read back as the characters themselves.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() or (newlines and ch == "\n")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 def string_literal(text: str) -> str:
@@ -38,21 +68,40 @@ def expr(node: ast.expr) -> str:
 
 
 def _unparse(node: ast.expr) -> str:
-    """ast.unparse, with string literals in double quotes (operators, conditionals)."""
-    strings: list[str] = []
+    """ast.unparse, with string literals in double quotes (operators, conditionals).
 
-    class _Hide(ast.NodeTransformer):
-        def visit_Constant(self, n: ast.Constant) -> ast.AST:
-            if isinstance(n.value, str):
-                strings.append(n.value)
-                return ast.Name(f"__nnspec_str_{len(strings) - 1}__", ast.Load())
-            return n
-
-    hidden = _Hide().visit(copy.deepcopy(node))
-    text = ast.unparse(ast.fix_missing_locations(hidden))
-    for i in range(len(strings) - 1, -1, -1):
-        text = text.replace(f"__nnspec_str_{i}__", string_literal(strings[i]))
-    return text
+    The quotes are changed token by token: each string token of ast.unparse's text is
+    replaced by :func:`string_literal` of its value, so a string is only ever printed as
+    one literal. The printed strings are checked against the node's string constants.
+    """
+    text = ast.unparse(node)
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    if any(t.start[0] != 1 for t in tokens if t.type == tokenize.STRING):
+        raise GeneratedSourceError(
+            f"expression printed on more than one line: {text!r}"
+        )
+    pieces: list[str] = []
+    printed: list[str] = []
+    end = 0
+    for token in tokens:
+        if token.type != tokenize.STRING:
+            continue
+        value = ast.literal_eval(token.string)
+        if not isinstance(value, str):
+            continue
+        start, stop = token.start[1], token.end[1]
+        pieces += [text[end:start], string_literal(value)]
+        printed.append(value)
+        end = stop
+    pieces.append(text[end:])
+    expected = [
+        n.value
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
+    if sorted(printed) != sorted(expected):
+        raise GeneratedSourceError(f"string constants printed wrongly: {text!r}")
+    return "".join(pieces)
 
 
 def _constant(node: ast.Constant) -> str:

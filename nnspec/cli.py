@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .compiler.pyformat import GeneratedSourceError
 from .spec import SpecError
 from .spec.yaml_source import parse_value
 
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 EXIT_SPEC_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 
 # Subcommands of `nnspec`: name -> "module:function" registering it on a parser.
 # Each register function adds its arguments and sets `handler` (args -> exit status).
@@ -236,6 +238,13 @@ def run_command(
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
+    except GeneratedSourceError as exc:
+        print(
+            f"error: internal error: {exc}; this is a bug in nnspec, not a mistake in "
+            "the spec (nothing was written)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

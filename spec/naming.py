@@ -13,7 +13,8 @@ __all__ = ["Namespace", "class_name_problem", "name_problem", "snake_case"]
 
 _SPECIAL = {"PReLU": "prelu", "RReLU": "rrelu"}
 _ACRONYM_WORDS = (("ReLU", "Relu"), ("SiLU", "Silu"))
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
 
 # Attributes of nn.Module that a submodule of the same name would hide or break.
 _MODULE_ATTRIBUTES = frozenset(
@@ -44,7 +45,7 @@ def snake_case(op: str) -> str:
 
 def name_problem(name: str, *, attribute: bool = True) -> str | None:
     """Why ``name`` cannot be a node or input name in generated code, or None if it can."""
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         return "is not a lowercase identifier (letters, digits and _, not starting with a digit)"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return "is a Python keyword"
@@ -61,6 +62,8 @@ def name_problem(name: str, *, attribute: bool = True) -> str | None:
 
 def class_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a generated class, or None if it can."""
+    if not _CLASS_NAME.fullmatch(name):
+        return "is not a CapWords identifier (letters, digits and _, starting with A-Z)"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return "is a Python keyword"
     if name in _GENERATED or name in _BUILTINS:
@@ -82,13 +85,19 @@ class Namespace:
         self._taken.add(name)
 
     def fresh(self, candidate: str) -> str:
-        """``candidate`` if it is free and legal, else the first free ``candidate_N``."""
+        """``candidate`` if it is free and legal, else the first free ``candidate_N``.
+
+        A candidate that no suffix makes legal (``fc-``, ``__x``) is first made into
+        an identifier, so that a name is always found.
+        """
         base = candidate
         if name_problem(base) is not None:
             base = f"{base}_"
+        if name_problem(f"{base}_1") is not None:
+            base = _identifier(base)
         name, n = base, self._counters.get(base, 0)
         if n or name in self._taken or name_problem(name) is not None:
-            while True:
+            while True:  # ends: base_N is legal for every N, and few names are taken
                 n += 1
                 name = f"{base}_{n}"
                 if name not in self._taken and name_problem(name) is None:
@@ -96,3 +105,11 @@ class Namespace:
         self._counters[base] = n
         self._taken.add(name)
         return name
+
+
+def _identifier(text: str) -> str:
+    """``text`` as a lowercase identifier to which ``_N`` can be appended: other
+    characters become ``_``, leading underscores go, and ``n`` leads a digit."""
+    base = re.sub(r"[^a-z0-9_]", "_", text.lower()).lstrip("_") or "node"
+    base = f"n{base}" if base[0].isdigit() else base
+    return base if name_problem(f"{base}_1") is None else "node"

@@ -7,7 +7,9 @@ the typed models. Every error carries the line and column of the YAML node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -44,7 +46,10 @@ _PATTERN_MEANING = {
 def _where_words(path: Path) -> str:
     if not path:
         return "the spec"
-    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    parts = [
+        f"[{p}]" if isinstance(p, int) else f".{p}" if p.isprintable() else f"[{p!r}]"
+        for p in path
+    ]
     return "".join(parts).lstrip(".")
 
 
@@ -164,12 +169,34 @@ def _message(error: jsonschema.ValidationError, doc: Document) -> Diagnostic:
     return doc.diagnostic(path, f"{where}: {error.message}")
 
 
+@cache
+def _python_pattern(pattern: str) -> re.Pattern[str]:
+    """A schema pattern as Python reads it: ``$`` at the end is the end of the text, as
+    in JSON Schema's ECMA-262 (Python's ``$`` also matches before a final newline)."""
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _python_pattern(pattern).search(
+        instance
+    ):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """The schema's validator, with patterns read as JSON Schema means them."""
+    base = jsonschema.validators.validator_for(schema)
+    return jsonschema.validators.extend(base, {"pattern": _pattern})(schema)
+
+
 def schema_diagnostics(
     doc: Document, schema: dict[str, Any] | None = None
 ) -> list[Diagnostic]:
     """Every structural mistake in the document, in document order."""
     schema = schema or structural_schema()
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _validator(schema)
     diags: dict[tuple[int, int, str], Diagnostic] = {}
     for error in validator.iter_errors(doc.data):
         for leaf in _leaf_errors(error):
@@ -192,7 +219,12 @@ def _pydantic_diagnostics(
             ):
                 path.append(part)
                 node = node[part]  # type: ignore[index]
-        yield doc.diagnostic(tuple(path), f"{_where_words(tuple(path))}: {err['msg']}")
+        message = err["msg"]
+        if err["type"] == "string_pattern_mismatch":  # a key: the schema has no rule
+            pattern = str((err.get("ctx") or {}).get("pattern", ""))
+            meaning = _PATTERN_MEANING.get(pattern, pattern)
+            message = f"expected {meaning}, received {err['input']!r}"
+        yield doc.diagnostic(tuple(path), f"{_where_words(tuple(path))}: {message}")
 
 
 def _identity(value: Any) -> Any:
@@ -244,7 +276,7 @@ def validate_document(doc: Document) -> SpecModel:
             (), f"a spec is a mapping of keys, received {describe_value(doc.data)}"
         )
     schema = structural_schema()
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _validator(schema)
     if not validator.is_valid(_distinct_nodes(doc.data)):
         # Only now the whole document: every mistake, at its own position.
         raise SpecError(diagnostics=schema_diagnostics(doc, schema), source=doc.source)

@@ -26,7 +26,10 @@ _RESERVED_NODE_KEYS = {"op", "name", "in", "args", "repeat", "use"}
 
 def _valid_argument(key: str) -> bool:
     return (
-        key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("__")
+        key.isascii()
+        and key.isidentifier()
+        and not keyword.iskeyword(key)
+        and not key.startswith("__")
     )
 
 
@@ -219,7 +222,13 @@ class _Lowering:
                         "is an attribute of the generated module",
                     )
         else:
-            default = raw.use or "use"
+            default = "use"
+            if raw.use is not None:
+                problem = name_problem(raw.use)
+                if problem:
+                    self.error((*path, "use"), f"use: {raw.use!r} {problem}")
+                    return None
+                default = raw.use
             if extras or raw.args:
                 key = next(iter(extras), "args")
                 self.error(
