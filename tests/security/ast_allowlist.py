@@ -23,6 +23,7 @@ A failure is an AssertionError naming the line and the source text of the node.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 
 import torch
@@ -37,6 +38,8 @@ _METHODS = {"__init__", "reset_parameters", "forward"}
 _BUILTINS = {"min", "max", "abs", "int", "round", "len", "float", "bool", "str"}
 _BUILTINS |= {"list", "dict", "tuple", "super"}
 _MODULE_METHODS = {"requires_grad_"}
+# The variable of an init or freeze loop over submodules: module, module_1, ...
+_LOOP_VARIABLE = re.compile(r"module(_[0-9]+)?\Z")
 _ANNOTATIONS = {"int", "float", "bool", "str", "list", "dict", "tuple", "object"}
 _TORCH_FUNCTIONS = {
     n for n in dir(torch._C._VariableFunctions) if not n.startswith("_")
@@ -168,6 +171,37 @@ class _Checker:
                 local.add(target.id)
             else:
                 self.module_path(target, local, store=True)
+        elif isinstance(node, ast.AnnAssign):
+            # `name: torch.Tensor = self.head(x)`: the local forward returns, typed.
+            if (
+                method != "forward"
+                or node.value is None
+                or not isinstance(node.target, ast.Name)
+                or ast.unparse(node.annotation) != "torch.Tensor"
+            ):
+                raise self.fail(node, "an annotated assignment codegen does not write")
+            self.expression(node.value, local)
+            self.check_identifier(node.target, node.target.id)
+            local.add(node.target.id)
+        elif isinstance(node, ast.If):
+            # `if module.bias is not None:` around an initialiser call.
+            test = node.test
+            if (
+                method != "reset_parameters"
+                or node.orelse
+                or not isinstance(test, ast.Compare)
+                or len(test.ops) != 1
+                or not isinstance(test.ops[0], ast.IsNot)
+                or not isinstance(test.comparators[0], ast.Constant)
+                or test.comparators[0].value is not None
+                or not isinstance(test.left, ast.Attribute)
+            ):
+                raise self.fail(node, "a condition other than `param is not None`")
+            self.module_path(test.left, local)
+            for stmt in node.body:
+                if not isinstance(stmt, ast.Expr):
+                    raise self.fail(stmt, "a guarded body other than calls")
+                self.statement(stmt, local, method)
         elif isinstance(node, ast.Return):
             if method != "forward" or node.value is None:
                 raise self.fail(node, "return outside forward")
@@ -177,15 +211,18 @@ class _Checker:
                 raise self.fail(node, "an expression statement that is not a call")
             self.expression(node.value, local)
         elif isinstance(node, ast.For):
-            if not (isinstance(node.target, ast.Name) and node.target.id == "module"):
+            if not (
+                isinstance(node.target, ast.Name)
+                and _LOOP_VARIABLE.match(node.target.id)
+            ):
                 raise self.fail(node, "a loop other than over submodules")
             if node.orelse or not isinstance(node.iter, ast.Tuple):
                 raise self.fail(node, "a loop other than over a tuple of submodules")
             for item in node.iter.elts:
                 self.module_path(item, local)
-            inner = {*local, "module"}
+            inner = {*local, node.target.id}
             for stmt in node.body:
-                if not isinstance(stmt, ast.Expr):
+                if not isinstance(stmt, (ast.Expr, ast.If)):
                     raise self.fail(stmt, "a loop body other than calls")
                 self.statement(stmt, inner, method)
         else:
@@ -208,7 +245,11 @@ class _Checker:
             return
         if isinstance(node, ast.Subscript) and store:
             raise self.fail(node, "assignment to an item")
-        if isinstance(node, ast.Name) and node.id == "module" and "module" in local:
+        if (
+            isinstance(node, ast.Name)
+            and _LOOP_VARIABLE.match(node.id)
+            and node.id in local
+        ):
             return
         raise self.fail(node, "not a path to a submodule of self")
 

@@ -356,7 +356,7 @@ class Net(nn.Module):
         ("self.fc = (lambda: 1)()", "a call of something other"),
         ("self.fc = [y for y in ()]", "ListComp expression"),
         ("self.fc = f'{1}'", "JoinedStr expression"),
-        ("if True:\n            pass", "If statement"),
+        ("if True:\n            pass", "a condition other than"),
         ("self.fc.load_state_dict({})", "a call of 'self.fc.load_state_dict'"),
         ("self.apply(self.fc)", "a call of nn.Module's 'apply'"),
         ("nn.Linear(**{'a': 1})", "**kwargs in a call"),
