@@ -198,9 +198,7 @@ def _edit_graph(merge: _Merge, derived: Document, base_file: str) -> None:
     grafts: list[tuple[Path, Document, Path]] = []
     for k, (node, src, src_path) in enumerate(result):
         new_layers.append(copy.deepcopy(node))
-        grafts.append(
-            (("layers", k), snapshot if src is merge.doc else src, src_path)
-        )
+        grafts.append((("layers", k), snapshot if src is merge.doc else src, src_path))
     merge.graft(grafts)
     data["layers"] = new_layers
     for table, before_edit in (
