@@ -20,8 +20,8 @@ from .errors import Diagnostic, SpecError, suggest
 
 __all__ = [
     "MAX_DEPTH",
-    "MAX_INT_DIGITS",
     "MAX_DOCUMENT_BYTES",
+    "MAX_INT_DIGITS",
     "MAX_NODES",
     "Budget",
     "Document",
