@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .errors import SpecError, suggest
+from .errors import Diagnostic, SpecError, suggest
 from .files import FileRefused, open_regular, read_bounded
 from .naming import Namespace, snake_case
 from .yaml_source import Budget, Document, Path, parse_yaml
@@ -259,6 +259,11 @@ def derive(
                 ("extends",), f"cannot read the base spec: {exc.message}"
             ) from None
         raise
+    if not isinstance(base.data, dict):
+        raise doc.error(
+            ("extends",),
+            f"the base {target} is not a spec: its YAML is not a mapping of keys",
+        )
     base = derive(base, read, chain)
     merge = _Merge(base)
     data = merge.doc.data
@@ -334,4 +339,15 @@ def read_spec_file(
             line=0,
             column=0,
         ) from None
-    return parse_yaml(text, path, budget)
+    try:
+        return parse_yaml(text, path, budget)
+    except SpecError as exc:
+        if from_path is None:
+            raise
+        # A base that is not YAML may be any file (a symbolic link to one): say
+        # where, and quote none of its lines.
+        raise SpecError(
+            diagnostics=[
+                Diagnostic(d.path, d.line, d.column, d.message) for d in exc.diagnostics
+            ]
+        ) from None
