@@ -99,13 +99,13 @@ class _Merge:
                 (self.doc.key_marks, src.key_marks),
             ):
                 for path, mark in source_table.items():
-                    dst = targets.get(path[:n])
-                    if dst is not None:
-                        table[(*dst, *path[n:])] = mark
+                    to = targets.get(path[:n])
+                    if to is not None:
+                        table[(*to, *path[n:])] = mark
             for path, origin in src.origins.items():
-                dst = targets.get(path[:n])
-                if dst is not None and len(path) > n:
-                    self.doc.origins[(*dst, *path[n:])] = origin
+                to = targets.get(path[:n])
+                if to is not None and len(path) > n:
+                    self.doc.origins[(*to, *path[n:])] = origin
 
     def snapshot(self) -> Document:
         """The positions as they are now (the data is not copied)."""
