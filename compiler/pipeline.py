@@ -70,13 +70,17 @@ def resolve_params(
                 key=True,
             )
         raw[name] = value
+    # One scope, grown as each param is resolved: each value is turned into its
+    # literal once, so the work is linear in the number (and size) of the params.
+    scope = Scope({})
     resolved: dict[str, Any] = {}
     for name, value in raw.items():
-        scope = Scope({k: const(v) for k, v in resolved.items()})
         try:
-            resolved[name] = resolve_value(value, scope).value
+            val = resolve_value(value, scope)
         except ExpressionError as exc:
             raise doc.error(("params", name), f"params.{name}: {exc}") from None
+        resolved[name] = val.value
+        scope.values[name] = val  # a literal: the scope names only literals
     return resolved
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
 import hashlib
 import linecache
 import os
@@ -21,18 +23,47 @@ from .compiler.summary import ModelSummary, summarize
 from .spec import parse_yaml
 from .spec.collector import paused_gc
 from .spec.derive import derive, read_spec_file
+from .spec.files import inside
 
 if TYPE_CHECKING:
     from .runtime.weights import LoadReport
 
-__all__ = ["Spec", "load", "loads"]
+__all__ = ["Spec", "confined", "load", "loads"]
+
+#: The folder ``load`` and ``loads`` confine files to when given no ``root``: set for
+#: one command by ``nnspec ... --confine``.
+_ROOT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nnspec_root", default=None
+)
+
+
+class confined:
+    """``with confined(folder):`` every ``load``/``loads`` inside, given no ``root``,
+    confines the files it reads to ``folder`` (None: no confinement)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None) -> None:
+        self.root = None if root is None else os.path.abspath(os.fspath(root))
+
+    def __enter__(self) -> None:
+        self._token = _ROOT.set(self.root)
+
+    def __exit__(self, *exc: object) -> None:
+        _ROOT.reset(self._token)
+
+
+def _root(root: str | os.PathLike[str] | None) -> str | None:
+    if root is None:
+        return _ROOT.get()
+    return os.path.abspath(os.fspath(root))
 
 
 class Spec:
     """A validated, compiled spec. Build modules from it, or read its source."""
 
-    def __init__(self, compiled: CompiledModel) -> None:
+    def __init__(self, compiled: CompiledModel, root: str | None = None) -> None:
         self.compiled = compiled
+        #: The folder the spec's files (bases, weights) must be inside; None: anywhere.
+        self.root = root
         self._class: type[torch.nn.Module] | None = None
 
     @property
@@ -125,6 +156,13 @@ class Spec:
         file = document.origin(where)[0]
         path = os.path.join(os.path.dirname(file), spec_weights.path)
         target = model.get_submodule(module_path) if module_path else model
+        if self.root is not None and not inside(path, self.root):
+            raise document.error(
+                where,
+                f"the weights file {path} is outside {self.root}, the folder specs "
+                "are confined to",
+                key=True,
+            )
         try:
             report = load_weights(
                 target, path, prefix=spec_weights.prefix, strict=spec_weights.strict
@@ -202,12 +240,18 @@ def loads(
     *,
     path: str = "<string>",
     allow_imports: Iterable[str] | None = (),
+    root: str | os.PathLike[str] | None = None,
 ) -> Spec:
     """Parse, validate and compile a spec from YAML text. Raises SpecError.
 
-    ``allow_imports`` names the packages custom ops may import (None: none)."""
-    document = derive(parse_yaml(text, path), read_spec_file)
-    return Spec(compile_document(document, params, _packages(allow_imports)))
+    ``allow_imports`` names the packages custom ops may import (None: none). With
+    ``root``, the files the spec names (``extends:`` bases, ``weights:``) must be
+    inside that folder, symbolic links followed.
+    """
+    folder = _root(root)
+    read = functools.partial(read_spec_file, root=folder)
+    document = derive(parse_yaml(text, path), read)
+    return Spec(compile_document(document, params, _packages(allow_imports)), folder)
 
 
 def load(
@@ -215,12 +259,18 @@ def load(
     params: Mapping[str, Any] | None = None,
     *,
     allow_imports: Iterable[str] | None = (),
+    root: str | os.PathLike[str] | None = None,
 ) -> Spec:
     """Parse, validate and compile a spec file. Raises SpecError.
 
-    ``allow_imports`` names the packages custom ops may import (None: none)."""
-    document = derive(read_spec_file(os.fspath(path)), read_spec_file)
-    return Spec(compile_document(document, params, _packages(allow_imports)))
+    ``allow_imports`` names the packages custom ops may import (None: none). With
+    ``root``, the spec and every file it names (``extends:`` bases, ``weights:``) must
+    be inside that folder, symbolic links followed.
+    """
+    folder = _root(root)
+    read = functools.partial(read_spec_file, root=folder)
+    document = derive(read(os.fspath(path)), read)
+    return Spec(compile_document(document, params, _packages(allow_imports)), folder)
 
 
 def _packages(allow_imports: Iterable[str] | None) -> tuple[str, ...]:

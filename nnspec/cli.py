@@ -109,6 +109,12 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PKG",
         help="allow custom ops (pkg.module:Class) from this package (repeatable)",
     )
+    parser.add_argument(
+        "--confine",
+        action="store_true",
+        help="read only files inside the spec's folder (its extends: bases and "
+        "weights:, symbolic links followed)",
+    )
 
 
 def check_output_path(target: Path, spec: Path, imports: Sequence[str]) -> None:
@@ -230,8 +236,14 @@ def run_command(
     handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
 ) -> int:
     """Run a command, turning spec mistakes into exit status 2 and no traceback."""
+    from .api import confined
+
+    root = None
+    if getattr(args, "confine", False):
+        root = str(Path(args.spec).absolute().parent)
     try:
-        return handler(args)
+        with confined(root):
+            return handler(args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC_ERROR

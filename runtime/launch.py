@@ -39,6 +39,8 @@ def worker_arguments(args: argparse.Namespace) -> list[str]:
         argv += ["-p", item]
     for package in args.allow_imports:
         argv += ["--allow-import", package]
+    if getattr(args, "confine", False):
+        argv.append("--confine")
     argv += ["--timeout", str(args.timeout)]
     return argv
 

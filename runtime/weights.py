@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nnspec.spec.files import FileRefused, open_regular
+
 __all__ = ["LoadReport", "WeightsError", "load_weights", "read_tensors", "save_weights"]
 
 _SAFETENSORS = (".safetensors",)
@@ -59,17 +61,29 @@ class LoadReport:
 def read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file or a torch file, read safely (no code runs)."""
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise WeightsError(f"no such weights file: {name}")
+    # Only a regular file (no device, FIFO or directory), opened once and read
+    # through that descriptor: what is read is what was checked.
     try:
-        if name.endswith(_SAFETENSORS):
-            from safetensors.torch import load_file
+        fd = open_regular(name, "weights file")
+    except FileRefused as exc:
+        raise WeightsError(str(exc)) from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if name.endswith(_SAFETENSORS):
+                from safetensors.torch import load as load_bytes
 
-            data: object = load_file(name, device="cpu")
-        else:
-            data = torch.load(name, map_location="cpu", weights_only=True)
+                size = os.fstat(handle.fileno()).st_size
+                blob = handle.read(size + 1)
+                if len(blob) != size:
+                    raise WeightsError(f"{name} changed size while it was read")
+                data: object = load_bytes(blob)
+            else:
+                data = torch.load(handle, map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
     except Exception as exc:
-        raise WeightsError(f"cannot read weights from {name}: {exc}") from None
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise WeightsError(f"cannot read weights from {name}: {reason}") from None
     if isinstance(data, Mapping):
         for key in _NESTED_KEYS:
             nested = data.get(key)

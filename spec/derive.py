@@ -12,9 +12,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .errors import SpecError, suggest
+from .errors import Diagnostic, SpecError, suggest
+from .files import FileRefused, open_regular, read_bounded
 from .naming import Namespace, snake_case
-from .yaml_source import Document, Path, parse_yaml
+from .yaml_source import Budget, Document, Path, parse_yaml
 
 __all__ = ["EDIT_KEYS", "MERGED_KEYS", "default_node_names", "derive", "read_spec_file"]
 
@@ -24,6 +25,8 @@ EDIT_KEYS = ("replace", "insert_before", "insert_after", "remove")
 MERGED_KEYS = ("params", "blocks")
 #: How many files an extends chain may span.
 MAX_CHAIN = 32
+#: What a file named by ``extends`` must be called.
+SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 def default_node_names(layers: list[Any], reserved: set[str]) -> list[str | None]:
@@ -51,38 +54,58 @@ def default_node_names(layers: list[Any], reserved: set[str]) -> list[str | None
 
 
 class _Merge:
-    """The merged document under construction."""
+    """The merged document under construction.
+
+    It takes over the base document's data and tables (the base was read for this
+    merge alone and is not used after it), so each file of a chain costs time linear
+    in the size of the merged document, not a copy of it.
+    """
 
     def __init__(self, base: Document) -> None:
         self.doc = Document(
             path=base.path,
             source=base.source,
-            data=copy.deepcopy(base.data),
-            marks=dict(base.marks),
-            key_marks=dict(base.key_marks),
-            origins=dict(base.origins) or {(): (base.path, base.source)},
+            data=base.data,
+            marks=base.marks,
+            key_marks=base.key_marks,
+            origins=base.origins or {(): (base.path, base.source)},
         )
 
-    def drop(self, prefix: Path) -> None:
-        n = len(prefix)
-        for table in (self.doc.marks, self.doc.key_marks, self.doc.origins):
-            for path in [p for p in table if p[:n] == prefix]:
-                del table[path]
+    def drop(self, prefixes: set[Path]) -> None:
+        """Forget the positions of everything under any of ``prefixes``.
 
-    def graft(self, dst: Path, src: Document, src_path: Path) -> None:
-        """Copy the positions of ``src`` at ``src_path`` to ``dst`` in the merged document."""
-        n = len(src_path)
-        for table, source_table in (
-            (self.doc.marks, src.marks),
-            (self.doc.key_marks, src.key_marks),
-        ):
-            for path, mark in source_table.items():
-                if path[:n] == src_path:
-                    table[(*dst, *path[n:])] = mark
-        self.doc.origins[dst] = src.origin(src_path)
-        for path, origin in src.origins.items():
-            if path[:n] == src_path and len(path) > n:
-                self.doc.origins[(*dst, *path[n:])] = origin
+        One pass over each table, however many prefixes: a derived spec that
+        replaces many entries costs time linear in the sizes, not their product.
+        """
+        lengths = sorted({len(p) for p in prefixes})
+        for table in (self.doc.marks, self.doc.key_marks, self.doc.origins):
+            for n in lengths:
+                doomed = [p for p in table if p[:n] in prefixes]
+                for path in doomed:
+                    del table[path]
+
+    def graft(self, grafts: list[tuple[Path, Document, Path]]) -> None:
+        """For each (dst, src, src_path): copy the positions of ``src`` at
+        ``src_path`` to ``dst`` in the merged document. One pass over each source's
+        tables per length of ``src_path``."""
+        groups: dict[tuple[int, int], tuple[Document, dict[Path, Path]]] = {}
+        for dst, src, src_path in grafts:
+            group = groups.setdefault((id(src), len(src_path)), (src, {}))
+            group[1][src_path] = dst
+            self.doc.origins[dst] = src.origin(src_path)
+        for (_, n), (src, targets) in groups.items():
+            for table, source_table in (
+                (self.doc.marks, src.marks),
+                (self.doc.key_marks, src.key_marks),
+            ):
+                for path, mark in source_table.items():
+                    to = targets.get(path[:n])
+                    if to is not None:
+                        table[(*to, *path[n:])] = mark
+            for path, origin in src.origins.items():
+                to = targets.get(path[:n])
+                if to is not None and len(path) > n:
+                    self.doc.origins[(*to, *path[n:])] = origin
 
     def snapshot(self) -> Document:
         """The positions as they are now (the data is not copied)."""
@@ -170,11 +193,13 @@ def _edit_graph(merge: _Merge, derived: Document, base_file: str) -> None:
             result.append(replaced.get(i, entry))
         result += after.get(i, [])
     snapshot = merge.snapshot()
-    merge.drop(("layers",))
+    merge.drop({("layers",)})
     new_layers = []
+    grafts: list[tuple[Path, Document, Path]] = []
     for k, (node, src, src_path) in enumerate(result):
         new_layers.append(copy.deepcopy(node))
-        merge.graft(("layers", k), snapshot if src is merge.doc else src, src_path)
+        grafts.append((("layers", k), snapshot if src is merge.doc else src, src_path))
+    merge.graft(grafts)
     data["layers"] = new_layers
     for table, before_edit in (
         (merge.doc.marks, snapshot.marks),
@@ -186,11 +211,15 @@ def _edit_graph(merge: _Merge, derived: Document, base_file: str) -> None:
 
 
 def derive(
-    doc: Document, read: Callable[[str, str], Document], chain: tuple[str, ...] = ()
+    doc: Document,
+    read: Callable[[str, str, Budget], Document],
+    chain: tuple[str, ...] = (),
 ) -> Document:
     """The document with its ``extends`` chain resolved; unchanged if it has none.
 
-    ``read(path, from_path)`` loads a base file named relative to ``from_path``.
+    ``read(path, from_path, budget)`` loads a base file named relative to
+    ``from_path``, within what is left of the limits (``doc.budget``, shared by the
+    whole chain), as ``read_spec_file`` does.
     """
     if not isinstance(doc.data, dict) or "extends" not in doc.data:
         if isinstance(doc.data, dict):
@@ -203,6 +232,13 @@ def derive(
     target = doc.data["extends"]
     if not isinstance(target, str) or not target:
         raise doc.error(("extends",), "extends names a spec file, relative to this one")
+    if "\0" in target:
+        raise doc.error(("extends",), "the extends path contains a NUL character")
+    if not target.endswith(SPEC_SUFFIXES):
+        raise doc.error(
+            ("extends",),
+            f"extends names a spec file ending in .yaml or .yml, not {target!r}",
+        )
     here = os.path.abspath(doc.path)
     chain = (*chain, here)
     base_path = os.path.normpath(os.path.join(os.path.dirname(doc.path), target))
@@ -216,19 +252,25 @@ def derive(
             ("extends",), f"extends chains are limited to {MAX_CHAIN} files"
         )
     try:
-        base = read(base_path, doc.path)
+        base = read(base_path, doc.path, doc.budget)
     except SpecError as exc:
         if exc.line == 0:
             raise doc.error(
                 ("extends",), f"cannot read the base spec: {exc.message}"
             ) from None
         raise
+    if not isinstance(base.data, dict):
+        raise doc.error(
+            ("extends",),
+            f"the base {target} is not a spec: its YAML is not a mapping of keys",
+        )
     base = derive(base, read, chain)
     merge = _Merge(base)
     data = merge.doc.data
     if not isinstance(data, dict):  # pragma: no cover - parse_yaml guarantees a value
         raise doc.error(("extends",), "the base spec is not a mapping")
     data.pop("extends", None)
+    replaced: list[Path] = []
     for key, value in doc.data.items():
         if key == "extends" or key in EDIT_KEYS:
             continue
@@ -238,13 +280,13 @@ def derive(
             and isinstance(data.get(key), dict)
         ):
             for name, item in value.items():
-                merge.drop((key, name))
                 data[key][name] = copy.deepcopy(item)
-                merge.graft((key, name), doc, (key, name))
+                replaced.append((key, name))
             continue
-        merge.drop((key,))
         data[key] = copy.deepcopy(value)
-        merge.graft((key,), doc, (key,))
+        replaced.append((key,))
+    merge.drop(set(replaced))
+    merge.graft([(path, doc, path) for path in replaced])
     if any(key in doc.data for key in EDIT_KEYS):
         _edit_graph(merge, doc, os.path.basename(base_path))
     # The merged document is named after the derived file: that is what the user compiled.
@@ -257,20 +299,55 @@ def derive(
         marks=merged.marks,
         key_marks=merged.key_marks,
         origins=merged.origins,
+        budget=doc.budget,
     )
 
 
-def read_spec_file(path: str, from_path: str | None = None) -> Document:
-    """Parse a spec file; a file that cannot be read is a SpecError without a position."""
+def read_spec_file(
+    path: str,
+    from_path: str | None = None,
+    budget: Budget | None = None,
+    *,
+    root: str | None = None,
+) -> Document:
+    """Parse a spec file; a file that cannot be read is a SpecError without a position.
+
+    Only a regular file is read (no directory, device or FIFO), and no more of it than
+    the size limit left in ``budget``; with ``root``, only a file inside that folder.
+    """
+    budget = Budget() if budget is None else budget
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
+        data = read_bounded(open_regular(path, "spec file", root), budget.bytes)
+    except FileRefused as exc:
+        raise SpecError(str(exc), path=path, line=0, column=0) from None
+    if data is None:
+        mib = budget.bytes // (1024 * 1024)
+        what = (
+            f"larger than {mib} MiB"
+            if budget.files == 0
+            else f"larger than the {budget.bytes:,} bytes left of the limit on a "
+            "spec and the files it extends (8 MiB together)"
+        )
+        # At line 1, as parse_yaml reports a text too large: the file is readable.
+        raise SpecError(f"the spec file {path} is {what}", path=path, line=1, column=1)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise SpecError(
-            f"no such spec file: {path}", path=path, line=0, column=0
+            f"the spec file {path} is not UTF-8 text (byte {exc.start})",
+            path=path,
+            line=0,
+            column=0,
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    try:
+        return parse_yaml(text, path, budget)
+    except SpecError as exc:
+        if from_path is None:
+            raise
+        # A base that is not YAML may be any file (a symbolic link to one): say
+        # where, and quote none of its lines.
         raise SpecError(
-            f"cannot read {path}: {exc}", path=path, line=0, column=0
+            diagnostics=[
+                Diagnostic(d.path, d.line, d.column, d.message) for d in exc.diagnostics
+            ]
         ) from None
-    return parse_yaml(text, path)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Diagnostic", "SpecError", "describe_value", "suggest"]
+__all__ = ["Diagnostic", "SpecError", "describe_value", "quotable", "suggest"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,15 @@ class Diagnostic:
     )  # its file's text
 
     def __str__(self) -> str:
+        if self.line < 1:  # about the file as a whole (it cannot be read)
+            return f"{self.path}: error: {self.message}"
         return f"{self.path}:{self.line}:{self.column}: error: {self.message}"
 
     def render(self, source: str | None = None) -> str:
         """The error line, followed by the offending source line and a caret."""
         text = str(self)
         source = self.source if self.source is not None else source
-        if source is None or self.line < 1:
+        if source is None or self.line < 1 or not quotable(self.path):
             return text
         lines = source.splitlines()
         if self.line > len(lines):
@@ -81,6 +83,15 @@ class SpecError(Exception):
     def render(self) -> str:
         """Every diagnostic with its source line and a caret beneath the column."""
         return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+def quotable(path: str) -> bool:
+    """Whether errors may quote lines of the file at ``path``: a spec file (named
+    .yaml or .yml) or a text given in memory (``<string>``), never another file, which
+    could be anything (a file of credentials given by mistake)."""
+    return path.endswith((".yaml", ".yml")) or (
+        path.startswith("<") and path.endswith(">")
+    )
 
 
 def describe_value(value: Any) -> str:

@@ -21,7 +21,9 @@ from .errors import Diagnostic, SpecError, suggest
 __all__ = [
     "MAX_DEPTH",
     "MAX_DOCUMENT_BYTES",
+    "MAX_INT_DIGITS",
     "MAX_NODES",
+    "Budget",
     "Document",
     "Path",
     "parse_value",
@@ -36,6 +38,24 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_NODES = 500_000
 #: Deepest nesting of lists and mappings.
 MAX_DEPTH = 64
+
+
+@dataclass
+class Budget:
+    """What is left of the size limits for one spec: the file given and every file
+    its ``extends`` chain reads share one budget, so a chain of files can do no more
+    than one file could."""
+
+    bytes: int = MAX_DOCUMENT_BYTES
+    nodes: int = MAX_NODES
+    #: Files read so far.
+    files: int = 0
+
+    def whole(self, limit: str) -> str:
+        """How a message names what crossed a limit."""
+        if self.files == 0:
+            return f"the document {limit}"
+        return f"this file and the {self.files} that extend it {limit} together"
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -72,6 +92,8 @@ class Document:
     #: For documents merged from several files (``extends``): the file each part came
     #: from, by the path of that part; the nearest enclosing entry applies.
     origins: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    #: The size limits left for the files this document reads (its extends chain).
+    budget: Budget = field(default_factory=Budget, compare=False, repr=False)
 
     def origin(self, path: Path) -> tuple[str, str]:
         """(file path, file text) of the part at ``path``."""
@@ -117,6 +139,18 @@ _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}"
     for name in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
 )
+_STR_TAG = "tag:yaml.org,2002:str"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+#: What a value written with each explicit tag must look like.
+_TAG_VALUES = {
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:null": "null or ~",
+}
+#: Longest integer a spec may write, in decimal digits (Python's own limit on
+#: converting text to int, which otherwise ends in a ValueError).
+MAX_INT_DIGITS = 4300
 
 
 def _short_tag(tag: str) -> str:
@@ -143,9 +177,11 @@ class _Composer:
     limit, before anything is expanded.
     """
 
-    def __init__(self, source: str, path: str) -> None:
+    def __init__(self, source: str, path: str, budget: Budget) -> None:
         self.source = source
         self.path = path
+        self.budget = budget
+        self.limit = budget.nodes
         self.loader = _Loader(source)
         # anchor -> (node, expanded size, height)
         self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}
@@ -181,30 +217,37 @@ class _Composer:
 
     def count(self, size: int, mark: yaml.Mark, alias: str | None = None) -> None:
         self.total += size
-        if self.total <= MAX_NODES:
+        if self.total <= self.limit:
             return
         if alias is not None:
+            brings = (
+                "the document"
+                if self.budget.files == 0
+                else f"this file and the {self.budget.files} that extend it"
+            )
             raise self.fail(
                 mark,
-                f"the alias *{alias} brings the document to more than {MAX_NODES} "
+                f"the alias *{alias} brings {brings} to more than {MAX_NODES} "
                 f"YAML nodes (it repeats {size} nodes; aliases count at each use); "
                 "this limit guards against alias bombs",
             )
-        raise self.fail(mark, f"the document has more than {MAX_NODES} YAML nodes")
+        raise self.fail(
+            mark, self.budget.whole(f"have more than {MAX_NODES} YAML nodes")
+        )
 
     def tag(self, event: yaml.NodeEvent, kind: type, value: str | None) -> str:
         tag = getattr(event, "tag", None)
         if tag is None or tag == "!":
             tag = self.loader.resolve(kind, value, event.implicit)  # type: ignore[attr-defined]
-        if tag not in _PLAIN_TAGS and not (
-            kind is yaml.ScalarNode
-            and tag.startswith("tag:yaml.org,2002:")
-            and "python" not in tag
-        ):
+            if tag == _TIMESTAMP_TAG:
+                # A date written plainly is text: a spec has no date values.
+                return _STR_TAG
+        if tag not in _PLAIN_TAGS:
             raise self.fail(
                 event.start_mark,
                 f"the tag {_short_tag(tag)!r} is not allowed: a spec holds plain YAML "
-                "data only (strings, numbers, booleans, null, lists, mappings)",
+                "data only (strings, numbers, booleans, null, lists, mappings; the "
+                "tags !!str, !!int, !!float, !!bool, !!null, !!seq and !!map)",
             )
         return tag
 
@@ -316,15 +359,32 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
-            try:
-                return self.constructor.construct_object(node, deep=True)
-            except yaml.YAMLError as exc:
-                raise self.fail(
-                    node, f"cannot read this value: {_problem(exc)}"
-                ) from None
+            return self.scalar(node)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self.build_mapping(node, path)
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        """A scalar's value; one its tag cannot read is an error at the scalar."""
+        if node.tag == "tag:yaml.org,2002:int":
+            digits = len(node.value.lstrip("+-").replace("_", ""))
+            if digits > MAX_INT_DIGITS:
+                raise self.fail(
+                    node,
+                    f"an integer of {digits} digits; integers in a spec have at most "
+                    f"{MAX_INT_DIGITS} digits",
+                )
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.fail(node, f"cannot read this value: {_problem(exc)}") from None
+        except (ValueError, KeyError, TypeError, OverflowError):
+            expected = _TAG_VALUES.get(node.tag, "a plain value")
+            raise self.fail(
+                node,
+                f"{node.value[:40]!r} is not {expected}, as its tag "
+                f"{_short_tag(node.tag)} says it must be",
+            ) from None
 
     def build_mapping(self, node: yaml.MappingNode, path: Path) -> dict:
         seen: dict[Any, yaml.Node] = {}
@@ -359,7 +419,7 @@ class _Builder:
             raise self.fail(
                 node, "mapping keys must be plain names, not lists or mappings"
             )
-        value = self.constructor.construct_object(node)
+        value = self.scalar(node)
         if not isinstance(value, str):
             raise self.fail(
                 node,
@@ -467,24 +527,39 @@ def _syntax_error(exc: yaml.MarkedYAMLError, source: str, path: str) -> SpecErro
     )
 
 
-def parse_yaml(source: str, path: str = "<spec>") -> Document:
-    """Load one YAML document with positions. Raises SpecError on any problem."""
-    if len(source.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+def parse_yaml(
+    source: str, path: str = "<spec>", budget: Budget | None = None
+) -> Document:
+    """Load one YAML document with positions. Raises SpecError on any problem.
+
+    ``budget`` is what is left of the limits when this document is a base of another
+    (the extends chain shares one); it is reduced by what this document uses.
+    """
+    budget = Budget() if budget is None else budget
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > budget.bytes:
+        mib = MAX_DOCUMENT_BYTES // (1024 * 1024)
         raise SpecError(
-            f"the spec is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB",
+            f"the spec is larger than {mib} MiB"
+            if budget.files == 0
+            else budget.whole(f"are larger than {mib} MiB"),
             path=path,
             line=1,
             column=1,
         )
-    doc = Document(path=path, source=source, data=None)
+    doc = Document(path=path, source=source, data=None, budget=budget)
     with paused_gc():
-        return _load(doc)
+        _load(doc, budget)
+    budget.bytes -= size
+    budget.files += 1
+    return doc
 
 
-def _load(doc: Document) -> Document:
+def _load(doc: Document, budget: Budget) -> Document:
     source, path = doc.source, doc.path
+    composer = _Composer(source, path, budget)
     try:
-        node = _Composer(source, path).compose()
+        node = composer.compose()
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, source, path) from None
     except yaml.YAMLError as exc:
@@ -499,5 +574,6 @@ def _load(doc: Document) -> Document:
         ) from None
     if node is None:
         raise SpecError("the spec is empty", path=path, line=1, column=1, source=source)
+    budget.nodes -= composer.total
     doc.data = _Builder(doc).build(node, ())
     return doc
