@@ -38,6 +38,12 @@ from nnspec import __version__
 from nnspec.api import Spec, load
 
 from .checkpoint import CHECKPOINT_FORMAT, check_resumable, rng_state, spec_hash
+from .compile_check import (
+    check_compiled,
+    eager_random_numbers,
+    eager_reference,
+    tolerance,
+)
 from .data import Batch, Batches, Split, load_split
 from .device import (
     autocast,
@@ -220,6 +226,11 @@ class Trainer:
             self._restore(checkpoint)
         if s.compile is not None:
             compile_model(self.model, s.compile)  # DDP: the wrapper, compiled after
+        # The first compiled step is checked against eager (compile_check.py); FSDP
+        # shards the parameters, so an eager step of the network cannot run there.
+        self._check_compile = (
+            s.compile is not None and s.compile_check and not self.cluster.sharded
+        )
 
         self.log: RunLog | SilentLog = SilentLog()
         if self.cluster.main:  # rank 0 alone writes logs and shows progress
@@ -231,8 +242,13 @@ class Trainer:
                 progress=self.progress,
             )
         self.log.message(self._describe(split, resumed=checkpoint is not None))
+        same_random = (
+            eager_random_numbers(s.compile)
+            if s.compile is not None and self._check_compile
+            else contextlib.nullcontext()
+        )
         try:
-            with _StopSignals() as signals:
+            with _StopSignals() as signals, same_random:
                 stop = self.cluster.stop_vote(signals)
                 self._train(stop)
         except compile_errors() as exc:
@@ -340,6 +356,7 @@ class Trainer:
         """Forward, backward and update over `accumulate` batches; no host sync.
         Returns the loss and (with several terms) each term, on the device."""
         t = self.settings.train
+        reference = self._eager_reference(group) if self._check_compile else None
         losses, terms = [], []
         for i, batch in enumerate(group):
             # DDP averages the gradients over the processes after the last batch.
@@ -351,6 +368,8 @@ class Trainer:
                 self.scaler.scale(scaled).backward()
             losses.append(loss.detach())
             terms.append(parts)
+        if reference is not None:
+            self._check_compiled(reference, torch.stack(losses).mean())
         if t.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.params, t.grad_clip)
@@ -368,9 +387,49 @@ class Trainer:
         )
         return torch.stack(losses).mean(), mean_terms
 
-    def _forward(self, batch: Batch) -> dict[str, Tensor]:
+    def _eager_reference(self, group: list[Batch]) -> Any:
+        """The step's forward and backward run eagerly, changing nothing."""
+        t = self.settings.train
+
+        def step() -> Tensor:
+            losses = []
+            for batch in group:
+                with autocast(self.device, t.precision):
+                    outputs = self._forward(batch, self.network)
+                    loss, _ = self._loss(outputs, batch)
+                scaled = loss if len(group) == 1 else loss / len(group)
+                self.scaler.scale(scaled).backward()
+                losses.append(loss.detach())
+            return torch.stack(losses).mean()
+
+        reduce = self.cluster.mean if self.cluster.distributed else None
+        return eager_reference(step, self.network, self.params, self.device, reduce)
+
+    def _check_compiled(self, reference: Any, loss: Tensor) -> None:
+        """Stop before the first update if the compiled step differs from eager."""
+        self._check_compile = False
+        options, precision = self.settings.compile or {}, self.settings.train.precision
+        names = {id(p): name for name, p in self.network.named_parameters()}
+        worst = check_compiled(
+            reference,
+            loss,
+            [(names.get(id(p), "?"), p) for p in self.params],
+            tol=tolerance(precision, self.device),
+            backend=options.get("backend", "inductor"),
+            precision=precision,
+            reduce=self.cluster.mean if self.cluster.distributed else None,
+        )
+        self.log.message(
+            f"compile check: the compiled first step matches eager (largest "
+            f"difference {worst:.2g} of a gradient's norm)"
+        )
+
+    def _forward(
+        self, batch: Batch, model: nn.Module | None = None
+    ) -> dict[str, Tensor]:
         """The model's outputs by name, whatever forward returns."""
-        out = self.model(*[batch[name] for name in self.inputs])
+        model = self.model if model is None else model
+        out = model(*[batch[name] for name in self.inputs])
         if isinstance(out, dict):
             return out
         if isinstance(out, tuple):

@@ -93,6 +93,8 @@ class Settings:
     device: torch.device
     compile: dict[str, Any] | None
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Check the compiled first step against eager (compile: {check: false}: off).
+    compile_check: bool = True
 
     def error(self, path: Path, message: str, *, key: bool = False) -> SpecError:
         """A SpecError at ``train.<path>`` in the spec."""
@@ -217,6 +219,7 @@ def resolve_settings(
         device=device,
         compile=_compile_options(train.compile, fail),
         overrides=dict(overrides or {}),
+        compile_check=not isinstance(train.compile, CompileSpec) or train.compile.check,
     )
     if train.monitor not in settings.val_keys:
         raise fail(
