@@ -16,6 +16,7 @@ checkpoints. In one process its hooks do nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random
@@ -603,10 +604,16 @@ class Trainer:
         check_resumable(checkpoint, self.spec, self.network, last, shapes)
         self.cluster.load_states(checkpoint, self.network, self.optimizer, last)
         if self.scheduler is not None and checkpoint["scheduler"] is not None:
+            # A filled-in length follows the epochs/steps given now: the schedule
+            # built for the new plan keeps its length and goes on from this step.
+            planned = (
+                _length_state(self.scheduler)
+                if self.settings.schedule_length_arg
+                else {}
+            )
             self.scheduler.load_state_dict(checkpoint["scheduler"])
-            length_arg = self.settings.schedule_length_arg
-            if length_arg:  # the planned length follows epochs/steps given now
-                setattr(self.scheduler, length_arg, self._length())
+            if planned and planned != _length_state(self.scheduler):
+                _follow_length(self.scheduler, planned)
         if checkpoint["scaler"] is not None:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.cluster.restore_rng(checkpoint, self.settings.train.seed)
@@ -940,6 +947,39 @@ class _StopSignals:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+
+
+# The attributes of a scheduler that its length (total_steps, T_max) determines.
+_LENGTH_ATTRIBUTES = ("total_steps", "_schedule_phases", "T_max")
+
+
+def _length_state(scheduler: Any) -> dict[str, Any]:
+    return {
+        name: copy.deepcopy(getattr(scheduler, name))
+        for name in _LENGTH_ATTRIBUTES
+        if hasattr(scheduler, name)
+    }
+
+
+def _follow_length(scheduler: Any, planned: dict[str, Any]) -> None:
+    """Give a restored scheduler the length of the new plan, and the learning rate
+    the new plan has at the step it is at (as a fresh run of that plan would)."""
+    for name, value in planned.items():
+        setattr(scheduler, name, value)
+    total = getattr(scheduler, "total_steps", None)
+    if total is not None and scheduler.last_epoch > total:
+        return  # the new plan ended before this step: the run stops at once
+    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
+    if closed_form is not None:  # CosineAnnealingLR steps recursively otherwise
+        for group, lr in zip(scheduler.optimizer.param_groups, closed_form()):
+            group["lr"] = lr
+        scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+        return
+    # OneCycleLR computes its rate (and momentum) from the step alone: redo the step.
+    count = scheduler._step_count
+    scheduler.last_epoch -= 1
+    scheduler.step()
+    scheduler._step_count = count
 
 
 def _every(step: int, interval: int | None) -> bool:
