@@ -228,6 +228,7 @@ def resolve_settings(
             f"{suggest(train.monitor, settings.val_keys)}; "
             f"validation logs: {', '.join(settings.val_keys)}",
         )
+    _plateau_mode(settings, fail)
     data = train.data
     if data.val is not None and data.val_fraction is not None:
         raise fail(
@@ -442,6 +443,25 @@ def _scheduler(
     except (TypeError, ValueError) as exc:
         raise fail(path, f"scheduler {spec.op}: {exc}") from None
     return cls, arguments, length_arg
+
+
+def _plateau_mode(settings: Settings, fail: Any) -> None:
+    """ReduceLROnPlateau's mode follows the monitor: ``max`` for accuracies."""
+    if settings.scheduler is not torch.optim.lr_scheduler.ReduceLROnPlateau:
+        return
+    monitor = settings.train.monitor
+    mode = "max" if settings.higher_is_better(monitor) else "min"
+    given = settings.scheduler_args.get("mode")
+    if given is None:
+        settings.scheduler_args = {**settings.scheduler_args, "mode": mode}
+    elif given != mode:
+        better = "higher" if mode == "max" else "lower"
+        raise fail(
+            ("scheduler", "mode"),
+            f"ReduceLROnPlateau mode {given!r} contradicts the monitor: "
+            f"{monitor} is better {better}, so the mode is {mode!r} (leave mode out: "
+            "it follows the monitor)",
+        )
 
 
 # -- device, precision, compile ----------------------------------------------------
