@@ -80,6 +80,7 @@ class _Plan:
     steps_per_epoch: int  # optimizer steps in one pass over the training data
     max_steps: int  # where the run stops: epochs or steps, whichever comes first
     epochs: int  # epochs begun by then
+    epochs_end: int | None = None  # the step where the epochs setting alone stops
 
 
 @dataclass
@@ -242,6 +243,9 @@ class Trainer:
                 epochs=self.plan.epochs,
                 progress=self.progress,
             )
+        if self.cluster.main:
+            for warning in s.warnings + self._plan_warnings():
+                print(warning, file=sys.stderr, flush=True)
         self.log.message(self._describe(split, resumed=checkpoint is not None))
         same_random = (
             eager_random_numbers(s.compile)
@@ -686,8 +690,10 @@ class Trainer:
             )
 
         limits = []
+        epochs_end = None
         if t.epochs is not None:
-            limits.append(through_epoch(t.epochs))
+            epochs_end = through_epoch(t.epochs)
+            limits.append(epochs_end)
         if t.steps is not None:
             limits.append(t.steps)
         max_steps = min(limits) if limits else through_epoch(1)
@@ -696,7 +702,26 @@ class Trainer:
             epochs = position.epoch + 1 + math.ceil(after / steps_per_epoch)
         else:
             epochs = math.ceil(max_steps / steps_per_epoch)
-        return _Plan(steps_per_epoch, max_steps, epochs)
+        return _Plan(steps_per_epoch, max_steps, epochs, epochs_end)
+
+    def _plan_warnings(self) -> list[str]:
+        """Warnings for an override of epochs or steps that the other one makes
+        irrelevant (the run stops at whichever comes first)."""
+        s, t, plan = self.settings, self.settings.train, self.plan
+        if plan.epochs_end is None or t.steps is None or plan.epochs_end == t.steps:
+            return []
+        key, other = (
+            ("steps", "epochs") if plan.epochs_end < t.steps else ("epochs", "steps")
+        )
+        if key not in s.overrides:
+            return []
+        return [
+            s.warning(
+                (key,),
+                f"{s.override_text(key)} has no effect: {other}: "
+                f"{getattr(t, other)} ends the run first, at step {plan.max_steps}",
+            )
+        ]
 
     def _length(self) -> int:
         """The planned length of the run in the scheduler's interval."""
@@ -764,7 +789,7 @@ class Trainer:
         text = (
             f"{self.spec.name}: {len(split.train):,} training{val} samples; "
             f"{plan.steps_per_epoch} steps per epoch, {plan.max_steps} steps "
-            f"({plan.epochs} epochs); {self.device}, {t.precision}"
+            f"({_count(plan.epochs, 'epoch')}); {self.device}, {t.precision}"
             + (", compiled" if self.settings.compile is not None else "")
         )
         if self.cluster.distributed:
@@ -980,6 +1005,10 @@ def _follow_length(scheduler: Any, planned: dict[str, Any]) -> None:
     scheduler.last_epoch -= 1
     scheduler.step()
     scheduler._step_count = count
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _every(step: int, interval: int | None) -> bool:

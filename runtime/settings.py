@@ -95,10 +95,22 @@ class Settings:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Check the compiled first step against eager (compile: {check: false}: off).
     compile_check: bool = True
+    # Overrides that another setting overrides in turn, as located warnings.
+    warnings: list[str] = field(default_factory=list)
 
     def error(self, path: Path, message: str, *, key: bool = False) -> SpecError:
         """A SpecError at ``train.<path>`` in the spec."""
         return self.doc.error(("train", *path), message, key=key)
+
+    def warning(self, path: Path, message: str) -> str:
+        """``file:line:col: warning: message`` at ``train.<path>`` in the spec."""
+        where = ("train", *path)
+        line, column = self.doc.where(where, key=True)
+        return f"{self.doc.origin(where)[0]}:{line}:{column}: warning: {message}"
+
+    def override_text(self, key: str) -> str:
+        """``--set key=value`` as given."""
+        return f"--set {key}={_show(self.overrides[key])}"
 
     @property
     def val_keys(self) -> list[str]:
@@ -127,6 +139,24 @@ class _OverriddenDocument(Document):
         return Diagnostic(
             diag.path, diag.line, diag.column, f"{message} (from --set {origin})"
         )
+
+    def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """A key the spec does not have, written by an override, is shown at the key
+        of its nearest written ancestor (``data:``, ``train:``), not at the first
+        entry of that ancestor's mapping."""
+        path = tuple(path)
+        if (
+            path in self.marks
+            or (key and path in self.key_marks)
+            or self._origin(path) is None
+        ):
+            return super().where(path, key=key)
+        ancestor = path[:-1]
+        while ancestor and ancestor not in self.marks:
+            ancestor = ancestor[:-1]
+        if ancestor in self.key_marks:
+            return self.key_marks[ancestor]
+        return super().where(ancestor)
 
     def _origin(self, path: Path) -> str | None:
         for written, text in self.overrides.items():
@@ -170,10 +200,17 @@ def apply_overrides(doc: Document, overrides: Mapping[str, Any]) -> Document:
 
 
 def _show(value: Any) -> str:
+    """A value as YAML flow text, as it is written after --set KEY=."""
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
         return "null"
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     return str(value)
 
 
@@ -229,6 +266,7 @@ def resolve_settings(
             f"validation logs: {', '.join(settings.val_keys)}",
         )
     _plateau_mode(settings, fail)
+    settings.warnings += _overridden_overrides(settings)
     data = train.data
     if data.val is not None and data.val_fraction is not None:
         raise fail(
@@ -443,6 +481,48 @@ def _scheduler(
     except (TypeError, ValueError) as exc:
         raise fail(path, f"scheduler {spec.op}: {exc}") from None
     return cls, arguments, length_arg
+
+
+# Schedulers that set the learning rate (and momentum) themselves, from arguments
+# of their own: what they do to an optimizer argument given by --set.
+_RATE_SETTERS = {
+    "OneCycleLR": "sets the learning rate from its max_lr (max_lr / div_factor at "
+    "the start); set scheduler.max_lr instead",
+    "CyclicLR": "sets the learning rate from its base_lr and max_lr; set "
+    "scheduler.base_lr instead",
+}
+_MOMENTUM_CYCLERS = frozenset({"OneCycleLR", "CyclicLR"})
+
+
+def _overridden_overrides(settings: Settings) -> list[str]:
+    """Warnings for overrides that change nothing, because another setting decides
+    the value: ``--set optimizer.lr=...`` under OneCycleLR."""
+    scheduler = settings.train.scheduler
+    if scheduler is None:
+        return []
+    op = scheduler.op
+    found = []
+    for key in settings.overrides:
+        parts = tuple(key.split("."))
+        effect = None
+        if parts == ("optimizer", "lr") and op in _RATE_SETTERS:
+            effect = f"{op} {_RATE_SETTERS[op]}"
+        elif (
+            parts == ("optimizer", "momentum")
+            and op in _MOMENTUM_CYCLERS
+            and scheduler.arguments.get("cycle_momentum", True)
+        ):
+            effect = (
+                f"{op} cycles the momentum between its base_momentum and "
+                "max_momentum; set those instead"
+            )
+        if effect is not None:
+            found.append(
+                settings.warning(
+                    parts, f"{settings.override_text(key)} has no effect: {effect}"
+                )
+            )
+    return found
 
 
 def _plateau_mode(settings: Settings, fail: Any) -> None:
