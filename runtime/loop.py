@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -192,7 +193,7 @@ class Trainer:
         self.plan = self._plan(self.train_data)
 
         # Model (wrapped for DDP or FSDP), optimizer, schedule, losses.
-        self.network = self.spec.build().to(self.device)
+        self.network = self._build().to(self.device)
         if t.unfreeze and self.cluster.distributed:
             raise s.error(
                 ("unfreeze",),
@@ -722,6 +723,22 @@ class Trainer:
                 f"{getattr(t, other)} ends the run first, at step {plan.max_steps}",
             )
         ]
+
+    def _build(self) -> nn.Module:
+        """The spec's model. What building it warns about (a ``strict: false``
+        weights report) is printed as nnspec's own warning, once, by rank 0."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            network = self.spec.build()
+        for warning in caught:
+            if warning.category is UserWarning:
+                if self.cluster.main:
+                    print(f"warning: {warning.message}", file=sys.stderr, flush=True)
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        return network
 
     def _length(self) -> int:
         """The planned length of the run in the scheduler's interval."""

@@ -424,6 +424,14 @@ def _metrics(
                     f"unknown metric {metric!r}{suggest(metric, list(METRICS))}; "
                     f"known: {', '.join(METRICS)}",
                 )
+            shape = outputs[output].shape
+            if metric == "top5_accuracy" and len(shape) > 1 and shape[1] <= 5:
+                raise fail(
+                    ("metrics", output, i),
+                    f"top5_accuracy of {output!r} would always be 1.0: it has "
+                    f"{shape[1]} classes (dim 1), and a class is always among the "
+                    "top 5 of at most 5; use accuracy",
+                )
             key = f"val_{metric}" if uses[metric] == 1 else f"val_{output}_{metric}"
             found.append(MetricSpec(output, targets[output], METRICS[metric], key))
     return found
