@@ -17,7 +17,7 @@ PLATEAU = TINY_TRAIN.replace("steps: 12", "epochs: 3") + (
 
 
 def test_an_accuracy_monitor_is_maximised(tiny_spec, tmp_path: Path) -> None:
-    spec = tiny_spec(PLATEAU.replace("epochs: 3", "epochs: 4"), n=400)
+    spec = tiny_spec(PLATEAU.replace("log_every: 1", "log_every: 100"), n=300)
     trainer = Trainer(spec, tmp_path / "run", progress=False)
     trainer.fit()
     accuracies = [

@@ -69,7 +69,6 @@ def test_a_filled_in_length_follows_the_new_plan(
     [
         "{op: OneCycleLR, max_lr: 0.02, total_steps: 33, interval: step}",
         "{op: StepLR, step_size: 1, gamma: 0.5, interval: epoch}",
-        "{op: ExponentialLR, gamma: 0.9, interval: step}",
         "{op: ReduceLROnPlateau, patience: 0, factor: 0.5, threshold: 0.5}",
     ],
 )
