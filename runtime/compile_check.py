@@ -117,10 +117,11 @@ def check_compiled(
     backend: str,
     precision: str,
     reduce: Callable[[Tensor], Tensor] | None = None,
-) -> float:
+) -> float | None:
     """Compare the compiled step (``loss``, the parameters' gradients now) with the
     eager one; the largest relative difference, or CompileMismatchError naming the
-    first parameter whose gradient differs."""
+    first parameter whose gradient differs. None when the eager loss or gradients
+    are not finite (float16 gradients that overflowed): nothing to compare."""
     loss = loss.detach().float()
     if reduce is not None:
         loss = reduce(loss.clone().view(1))[0]
@@ -147,15 +148,15 @@ def check_compiled(
         "compiling (compile: false); compile: {check: false} skips this check"
     )
     what = f"torch.compile (backend {backend}) computes a wrong training step:"
-    if not math.isfinite(eager_loss):  # the loop reports a NaN loss at its step
-        return 0.0
+    sizes = values[3::2]
+    if not all(math.isfinite(v) for v in [eager_loss, *sizes]):
+        return None
     if not _close(compiled_loss, eager_loss, abs(eager_loss), tol):
         raise CompileMismatchError(
             f"{what} on the first batch its loss is {compiled_loss:.6g}, eager's "
             f"{eager_loss:.6g} (tolerance {tol:.1%} at {precision}). {way_out}"
         )
     worst = abs(compiled_loss - eager_loss) / max(abs(eager_loss), 1e-12)
-    sizes = values[3::2]
     floor = 1e-6 * max(sizes, default=0.0)  # gradients that are all but zero
     for i, name in enumerate(names):
         if name in missing:

@@ -176,3 +176,18 @@ def test_a_different_loss_is_refused() -> None:
     assert "on the first batch its loss is 2.5, eager's 2 (tolerance 0.1%" in str(
         info.value
     )
+
+
+def test_gradients_that_overflowed_are_not_compared() -> None:
+    weight = nn.Parameter(torch.ones(3))
+    weight.grad = torch.tensor([1.0, float("inf"), 1.0])
+    overflowed = Reference(torch.tensor(2.0), [torch.tensor([1.0, float("inf"), 0.0])])
+    result = check_compiled(
+        overflowed,
+        torch.tensor(2.0),
+        [("w", weight)],
+        tol=2e-2,
+        backend="test",
+        precision="16-mixed",
+    )
+    assert result is None
