@@ -10,6 +10,7 @@ by the first process of each node only.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -34,6 +35,7 @@ from .logs import require_training_extras
 __all__ = [
     "consolidate_command",
     "export_weights_command",
+    "importable_beside",
     "parse_overrides",
     "register_consolidate",
     "register_export_weights",
@@ -62,6 +64,15 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         except yaml.YAMLError:
             overrides[key] = text
     return overrides
+
+
+def importable_beside(spec: str) -> None:
+    """Let allowed imports (``--allow-import``) find a module beside the spec, as
+    ``python -m`` lets them find one in the working directory. The folder goes last
+    on the path: it never hides an installed module or the standard library."""
+    folder = os.path.abspath(os.path.dirname(spec) or ".")
+    if folder not in (os.path.abspath(p or ".") for p in sys.path):
+        sys.path.append(folder)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -96,6 +107,8 @@ def train_command(args: argparse.Namespace) -> int:
 def _trainer(args: argparse.Namespace) -> Any:
     from .loop import Trainer
 
+    if args.allow_imports:
+        importable_beside(args.spec)
     return Trainer(
         args.spec,
         args.out,
@@ -200,6 +213,14 @@ def export_weights_command(args: argparse.Namespace) -> int:
     run = RunDir(Path(args.run_dir))
     source = run.best if args.checkpoint == "best" else run.last
     if not source.exists():
+        sharded = RunDir(Path(args.run_dir), sharded=True)
+        shards = sharded.best if args.checkpoint == "best" else sharded.last
+        if shards.exists():  # an FSDP run: its checkpoints are sharded
+            raise UsageError(
+                f"{args.run_dir} has no {args.checkpoint} checkpoint ({source}) but "
+                f"a sharded one of an FSDP run: `nnspec consolidate {shards}` "
+                f"writes {source}; then export again"
+            )
         raise UsageError(
             f"{args.run_dir} has no {args.checkpoint} checkpoint ({source})"
         )

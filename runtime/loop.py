@@ -16,6 +16,7 @@ checkpoints. In one process its hooks do nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random
@@ -23,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +47,12 @@ from .checkpoint import (
     restoring,
     rng_state,
     spec_hash,
+)
+from .compile_check import (
+    check_compiled,
+    eager_random_numbers,
+    eager_reference,
+    tolerance,
 )
 from .data import Batch, Batches, Split, load_split
 from .device import (
@@ -81,6 +89,7 @@ class _Plan:
     steps_per_epoch: int  # optimizer steps in one pass over the training data
     max_steps: int  # where the run stops: epochs or steps, whichever comes first
     epochs: int  # epochs begun by then
+    epochs_end: int | None = None  # the step where the epochs setting alone stops
 
 
 @dataclass
@@ -196,7 +205,7 @@ class Trainer:
         self.plan = self._plan(self.train_data)
 
         # Model (wrapped for DDP or FSDP), optimizer, schedule, losses.
-        self.network = self.spec.build().to(self.device)
+        self.network = self._build().to(self.device)
         if t.unfreeze and self.cluster.distributed:
             raise s.error(
                 ("unfreeze",),
@@ -233,6 +242,11 @@ class Trainer:
                 self._restore(checkpoint)
         if s.compile is not None:
             compile_model(self.model, s.compile)  # DDP: the wrapper, compiled after
+        # The first compiled step is checked against eager (compile_check.py); FSDP
+        # shards the parameters, so an eager step of the network cannot run there.
+        self._check_compile = (
+            s.compile is not None and s.compile_check and not self.cluster.sharded
+        )
 
         self.log: RunLog | SilentLog = SilentLog()
         if self.cluster.main:  # rank 0 alone writes logs and shows progress
@@ -243,9 +257,17 @@ class Trainer:
                 epochs=self.plan.epochs,
                 progress=self.progress,
             )
+        if self.cluster.main:
+            for warning in s.warnings + self._plan_warnings():
+                print(warning, file=sys.stderr, flush=True)
         self.log.message(self._describe(split, resumed=checkpoint is not None))
+        same_random = (
+            eager_random_numbers(s.compile)
+            if s.compile is not None and self._check_compile
+            else contextlib.nullcontext()
+        )
         try:
-            with _StopSignals() as signals:
+            with _StopSignals() as signals, same_random:
                 stop = self.cluster.stop_vote(signals)
                 self._train(stop)
         except compile_errors() as exc:
@@ -353,6 +375,7 @@ class Trainer:
         """Forward, backward and update over `accumulate` batches; no host sync.
         Returns the loss and (with several terms) each term, on the device."""
         t = self.settings.train
+        reference = self._eager_reference(group) if self._check_compile else None
         losses, terms = [], []
         for i, batch in enumerate(group):
             # DDP averages the gradients over the processes after the last batch.
@@ -364,6 +387,8 @@ class Trainer:
                 self.scaler.scale(scaled).backward()
             losses.append(loss.detach())
             terms.append(parts)
+        if reference is not None:
+            self._check_compiled(reference, torch.stack(losses).mean())
         if t.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.params, t.grad_clip)
@@ -381,9 +406,52 @@ class Trainer:
         )
         return torch.stack(losses).mean(), mean_terms
 
-    def _forward(self, batch: Batch) -> dict[str, Tensor]:
+    def _eager_reference(self, group: list[Batch]) -> Any:
+        """The step's forward and backward run eagerly, changing nothing."""
+        t = self.settings.train
+
+        def step() -> Tensor:
+            losses = []
+            for batch in group:
+                with autocast(self.device, t.precision):
+                    outputs = self._forward(batch, self.network)
+                    loss, _ = self._loss(outputs, batch)
+                scaled = loss if len(group) == 1 else loss / len(group)
+                self.scaler.scale(scaled).backward()
+                losses.append(loss.detach())
+            return torch.stack(losses).mean()
+
+        reduce = self.cluster.mean if self.cluster.distributed else None
+        return eager_reference(step, self.network, self.params, self.device, reduce)
+
+    def _check_compiled(self, reference: Any, loss: Tensor) -> None:
+        """Stop before the first update if the compiled step differs from eager."""
+        self._check_compile = False
+        options, precision = self.settings.compile or {}, self.settings.train.precision
+        names = {id(p): name for name, p in self.network.named_parameters()}
+        worst = check_compiled(
+            reference,
+            loss,
+            [(names.get(id(p), "?"), p) for p in self.params],
+            tol=tolerance(precision, self.device),
+            backend=options.get("backend", "inductor"),
+            precision=precision,
+            reduce=self.cluster.mean if self.cluster.distributed else None,
+        )
+        if worst is None:  # overflowed: float16 checks the next step, with less scale
+            self._check_compile = precision == "16-mixed"
+            return
+        self.log.message(
+            f"compile check: the compiled first step matches eager (largest "
+            f"difference {worst:.2g} of a gradient's norm)"
+        )
+
+    def _forward(
+        self, batch: Batch, model: nn.Module | None = None
+    ) -> dict[str, Tensor]:
         """The model's outputs by name, whatever forward returns."""
-        out = self.model(*[batch[name] for name in self.inputs])
+        model = self.model if model is None else model
+        out = model(*[batch[name] for name in self.inputs])
         if isinstance(out, dict):
             return out
         if isinstance(out, tuple):
@@ -633,10 +701,16 @@ class Trainer:
         check_resumable(checkpoint, self.spec, self.network, last, shapes)
         self.cluster.load_states(checkpoint, self.network, self.optimizer, last)
         if self.scheduler is not None and checkpoint["scheduler"] is not None:
+            # A filled-in length follows the epochs/steps given now: the schedule
+            # built for the new plan keeps its length and goes on from this step.
+            planned = (
+                _length_state(self.scheduler)
+                if self.settings.schedule_length_arg
+                else {}
+            )
             self.scheduler.load_state_dict(checkpoint["scheduler"])
-            length_arg = self.settings.schedule_length_arg
-            if length_arg:  # the planned length follows epochs/steps given now
-                setattr(self.scheduler, length_arg, self._length())
+            if planned and planned != _length_state(self.scheduler):
+                _follow_length(self.scheduler, planned)
         if checkpoint["scaler"] is not None:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.cluster.restore_rng(checkpoint, self.settings.train.seed)
@@ -738,8 +812,10 @@ class Trainer:
             )
 
         limits = []
+        epochs_end = None
         if t.epochs is not None:
-            limits.append(through_epoch(t.epochs))
+            epochs_end = through_epoch(t.epochs)
+            limits.append(epochs_end)
         if t.steps is not None:
             limits.append(t.steps)
         max_steps = min(limits) if limits else through_epoch(1)
@@ -748,7 +824,42 @@ class Trainer:
             epochs = position.epoch + 1 + math.ceil(after / steps_per_epoch)
         else:
             epochs = math.ceil(max_steps / steps_per_epoch)
-        return _Plan(steps_per_epoch, max_steps, epochs)
+        return _Plan(steps_per_epoch, max_steps, epochs, epochs_end)
+
+    def _plan_warnings(self) -> list[str]:
+        """Warnings for an override of epochs or steps that the other one makes
+        irrelevant (the run stops at whichever comes first)."""
+        s, t, plan = self.settings, self.settings.train, self.plan
+        if plan.epochs_end is None or t.steps is None or plan.epochs_end == t.steps:
+            return []
+        key, other = (
+            ("steps", "epochs") if plan.epochs_end < t.steps else ("epochs", "steps")
+        )
+        if key not in s.overrides:
+            return []
+        return [
+            s.warning(
+                (key,),
+                f"{s.override_text(key)} has no effect: {other}: "
+                f"{getattr(t, other)} ends the run first, at step {plan.max_steps}",
+            )
+        ]
+
+    def _build(self) -> nn.Module:
+        """The spec's model. What building it warns about (a ``strict: false``
+        weights report) is printed as nnspec's own warning, once, by rank 0."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            network = self.spec.build()
+        for warning in caught:
+            if warning.category is UserWarning:
+                if self.cluster.main:
+                    print(f"warning: {warning.message}", file=sys.stderr, flush=True)
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        return network
 
     def _length(self) -> int:
         """The planned length of the run in the scheduler's interval."""
@@ -837,7 +948,7 @@ class Trainer:
         text = (
             f"{self.spec.name}: {len(split.train):,} training{val} samples; "
             f"{plan.steps_per_epoch} steps per epoch, {plan.max_steps} steps "
-            f"({plan.epochs} epochs); {self.device}, {t.precision}"
+            f"({_count(plan.epochs, 'epoch')}); {self.device}, {t.precision}"
             + (", compiled" if self.settings.compile is not None else "")
         )
         if self.cluster.distributed:
@@ -1020,6 +1131,43 @@ class _StopSignals:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+
+
+# The attributes of a scheduler that its length (total_steps, T_max) determines.
+_LENGTH_ATTRIBUTES = ("total_steps", "_schedule_phases", "T_max")
+
+
+def _length_state(scheduler: Any) -> dict[str, Any]:
+    return {
+        name: copy.deepcopy(getattr(scheduler, name))
+        for name in _LENGTH_ATTRIBUTES
+        if hasattr(scheduler, name)
+    }
+
+
+def _follow_length(scheduler: Any, planned: dict[str, Any]) -> None:
+    """Give a restored scheduler the length of the new plan, and the learning rate
+    the new plan has at the step it is at (as a fresh run of that plan would)."""
+    for name, value in planned.items():
+        setattr(scheduler, name, value)
+    total = getattr(scheduler, "total_steps", None)
+    if total is not None and scheduler.last_epoch > total:
+        return  # the new plan ended before this step: the run stops at once
+    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
+    if closed_form is not None:  # CosineAnnealingLR steps recursively otherwise
+        for group, lr in zip(scheduler.optimizer.param_groups, closed_form()):
+            group["lr"] = lr
+        scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+        return
+    # OneCycleLR computes its rate (and momentum) from the step alone: redo the step.
+    count = scheduler._step_count
+    scheduler.last_epoch -= 1
+    scheduler.step()
+    scheduler._step_count = count
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _every(step: int, interval: int | None) -> bool:

@@ -94,10 +94,24 @@ class Settings:
     device: torch.device
     compile: dict[str, Any] | None
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Check the compiled first step against eager (compile: {check: false}: off).
+    compile_check: bool = True
+    # Overrides that another setting overrides in turn, as located warnings.
+    warnings: list[str] = field(default_factory=list)
 
     def error(self, path: Path, message: str, *, key: bool = False) -> SpecError:
         """A SpecError at ``train.<path>`` in the spec."""
         return self.doc.error(("train", *path), message, key=key)
+
+    def warning(self, path: Path, message: str) -> str:
+        """``file:line:col: warning: message`` at ``train.<path>`` in the spec."""
+        where = ("train", *path)
+        line, column = self.doc.where(where, key=True)
+        return f"{self.doc.origin(where)[0]}:{line}:{column}: warning: {message}"
+
+    def override_text(self, key: str) -> str:
+        """``--set key=value`` as given."""
+        return f"--set {key}={_show(self.overrides[key])}"
 
     @property
     def val_keys(self) -> list[str]:
@@ -126,6 +140,24 @@ class _OverriddenDocument(Document):
         return Diagnostic(
             diag.path, diag.line, diag.column, f"{message} (from --set {origin})"
         )
+
+    def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """A key the spec does not have, written by an override, is shown at the key
+        of its nearest written ancestor (``data:``, ``train:``), not at the first
+        entry of that ancestor's mapping."""
+        path = tuple(path)
+        if (
+            path in self.marks
+            or (key and path in self.key_marks)
+            or self._origin(path) is None
+        ):
+            return super().where(path, key=key)
+        ancestor = path[:-1]
+        while ancestor and ancestor not in self.marks:
+            ancestor = ancestor[:-1]
+        if ancestor in self.key_marks:
+            return self.key_marks[ancestor]
+        return super().where(ancestor)
 
     def _origin(self, path: Path) -> str | None:
         for written, text in self.overrides.items():
@@ -169,10 +201,17 @@ def apply_overrides(doc: Document, overrides: Mapping[str, Any]) -> Document:
 
 
 def _show(value: Any) -> str:
+    """A value as YAML flow text, as it is written after --set KEY=."""
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
         return "null"
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     return str(value)
 
 
@@ -218,6 +257,7 @@ def resolve_settings(
         device=device,
         compile=_compile_options(train.compile, fail),
         overrides=dict(overrides or {}),
+        compile_check=not isinstance(train.compile, CompileSpec) or train.compile.check,
     )
     if train.monitor not in settings.val_keys:
         raise fail(
@@ -226,6 +266,8 @@ def resolve_settings(
             f"{suggest(train.monitor, settings.val_keys)}; "
             f"validation logs: {', '.join(settings.val_keys)}",
         )
+    _plateau_mode(settings, fail)
+    settings.warnings += _overridden_overrides(settings)
     data = train.data
     if data.val is not None and data.val_fraction is not None:
         raise fail(
@@ -383,6 +425,14 @@ def _metrics(
                     f"unknown metric {metric!r}{suggest(metric, list(METRICS))}; "
                     f"known: {', '.join(METRICS)}",
                 )
+            shape = outputs[output].shape
+            if metric == "top5_accuracy" and len(shape) > 1 and shape[1] <= 5:
+                raise fail(
+                    ("metrics", output, i),
+                    f"top5_accuracy of {output!r} would always be 1.0: it has "
+                    f"{shape[1]} classes (dim 1), and a class is always among the "
+                    "top 5 of at most 5; use accuracy",
+                )
             key = f"val_{metric}" if uses[metric] == 1 else f"val_{output}_{metric}"
             found.append(MetricSpec(output, targets[output], METRICS[metric], key))
     return found
@@ -521,6 +571,67 @@ def _probe_schedule(
                 f"scheduler {op}: its arguments make the learning rate {lr} at "
                 f"step {step}; a learning rate must be a finite number, at least 0",
             )
+
+
+# Schedulers that set the learning rate (and momentum) themselves, from arguments
+# of their own: what they do to an optimizer argument given by --set.
+_RATE_SETTERS = {
+    "OneCycleLR": "sets the learning rate from its max_lr (max_lr / div_factor at "
+    "the start); set scheduler.max_lr instead",
+    "CyclicLR": "sets the learning rate from its base_lr and max_lr; set "
+    "scheduler.base_lr instead",
+}
+_MOMENTUM_CYCLERS = frozenset({"OneCycleLR", "CyclicLR"})
+
+
+def _overridden_overrides(settings: Settings) -> list[str]:
+    """Warnings for overrides that change nothing, because another setting decides
+    the value: ``--set optimizer.lr=...`` under OneCycleLR."""
+    scheduler = settings.train.scheduler
+    if scheduler is None:
+        return []
+    op = scheduler.op
+    found = []
+    for key in settings.overrides:
+        parts = tuple(key.split("."))
+        effect = None
+        if parts == ("optimizer", "lr") and op in _RATE_SETTERS:
+            effect = f"{op} {_RATE_SETTERS[op]}"
+        elif (
+            parts == ("optimizer", "momentum")
+            and op in _MOMENTUM_CYCLERS
+            and scheduler.arguments.get("cycle_momentum", True)
+        ):
+            effect = (
+                f"{op} cycles the momentum between its base_momentum and "
+                "max_momentum; set those instead"
+            )
+        if effect is not None:
+            found.append(
+                settings.warning(
+                    parts, f"{settings.override_text(key)} has no effect: {effect}"
+                )
+            )
+    return found
+
+
+def _plateau_mode(settings: Settings, fail: Any) -> None:
+    """ReduceLROnPlateau's mode follows the monitor: ``max`` for accuracies."""
+    if settings.scheduler is not torch.optim.lr_scheduler.ReduceLROnPlateau:
+        return
+    monitor = settings.train.monitor
+    mode = "max" if settings.higher_is_better(monitor) else "min"
+    given = settings.scheduler_args.get("mode")
+    if given is None:
+        settings.scheduler_args = {**settings.scheduler_args, "mode": mode}
+    elif given != mode:
+        better = "higher" if mode == "max" else "lower"
+        raise fail(
+            ("scheduler", "mode"),
+            f"ReduceLROnPlateau mode {given!r} contradicts the monitor: "
+            f"{monitor} is better {better}, so the mode is {mode!r} (leave mode out: "
+            "it follows the monitor)",
+        )
 
 
 # -- device, precision, compile ----------------------------------------------------

@@ -194,6 +194,11 @@ class CompileSpec(_Strict):
         description="Compile for dynamic shapes; null lets torch decide. Batches "
         "keep one shape (see the docs), so this is rarely needed.",
     )
+    check: bool = Field(
+        True,
+        description="Before training, run the first step eagerly too and stop if "
+        "the compiled step's loss or a gradient differs (one extra eager step).",
+    )
 
 
 def _default_optimizer() -> OptimizerSpec:

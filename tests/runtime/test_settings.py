@@ -210,7 +210,7 @@ def test_override_mistakes_name_the_override() -> None:
     assert bad_value.endswith("(from --set optimizer.lr=fast)")
     unknown = settings_error(BASE, {"epoch": 2})
     assert unknown.startswith(
-        "tiny.yaml:14:3: error: unknown key 'epoch' in train (did you mean 'epochs'?)"
+        "tiny.yaml:13:1: error: unknown key 'epoch' in train (did you mean 'epochs'?)"
     )
     assert unknown.endswith("(from --set epoch=2)")
     bad_optimizer = settings_error(BASE, {"optimizer.op": "Adm"})
