@@ -1,7 +1,7 @@
 """``python -m bench [--quick] [--only NAME ...] [--output FILE]``: run the benchmarks
 and write BENCHMARKS.md (every table in it comes from this run).
 
-The full run takes about ten minutes on a 2-core CPU machine, ``--quick`` about three
+The full run takes about seven minutes on a 2-core CPU machine, ``--quick`` about three
 (fewer rounds, and torch.compile of LeNet only). ``--only`` runs some sections and
 prints them without writing the file. torch runs on one thread throughout: on a
 shared machine, a second thread mostly measures the neighbours.
@@ -33,7 +33,7 @@ SECTIONS: dict[
 INTRO = """\
 # Benchmarks
 
-Regenerate with `python -m bench` (about ten minutes; `python -m bench --quick` takes
+Regenerate with `python -m bench` (about seven minutes; `python -m bench --quick` takes
 about three, with fewer rounds). Lightning is an optional bench-only dependency:
 `pip install -e .[bench]`. Each section can also run alone, e.g.
 `python -m bench.compile_speed`; `python -m bench.compile_speed --profile 10000`

@@ -99,7 +99,7 @@ def train_command(args: argparse.Namespace) -> int:
     try:
         result = trainer.fit()
     except TrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.for_command_line()}", file=sys.stderr)
         return EXIT_TRAIN_ERROR
     return EXIT_INTERRUPTED if result.status == "interrupted" else 0
 
@@ -143,8 +143,9 @@ def _train_one_of(world: World, args: argparse.Namespace) -> int:
         _record(exc)
         raise
     except TrainError as exc:
-        _record(exc)
-        print(f"error: {world}: {exc}", file=sys.stderr)
+        text = exc.for_command_line()
+        _record(exc if text == str(exc) else TrainError(text))
+        print(f"error: {world}: {text}", file=sys.stderr)
         return EXIT_TRAIN_ERROR
     except Exception as exc:
         _record(exc)

@@ -7,7 +7,19 @@ __all__ = ["NonFiniteLossError", "TrainError"]
 
 class TrainError(Exception):
     """A run cannot go on: a failed compile, a diverged loss, a checkpoint that does
-    not fit the model. ``nnspec train`` prints it as ``error: message``, status 1."""
+    not fit the model. ``nnspec train`` prints it as ``error: message``, status 1.
+
+    ``command_line`` is the message in the command's terms (``--resume`` where the
+    message says ``resume=True``), when the two differ.
+    """
+
+    def __init__(self, *args: object, command_line: str | None = None) -> None:
+        super().__init__(*args)
+        self.command_line = command_line
+
+    def for_command_line(self) -> str:
+        """The message as ``nnspec train`` prints it."""
+        return getattr(self, "command_line", None) or str(self)
 
 
 class NonFiniteLossError(TrainError):

@@ -98,9 +98,30 @@ def launch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return failure.exitcode if failure.exitcode > 0 else 1
-    except SignalException:
+    except (SignalException, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # torch's elastic agent can trip over its own signal handling (a
+        # SignalException raised inside its bookkeeping surfaces as another error,
+        # such as an UnboundLocalError); the workers were stopped all the same.
+        if _interrupted(exc):
+            return EXIT_INTERRUPTED
+        raise
     return 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling Ctrl-C or a termination signal."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (SignalException, KeyboardInterrupt)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _failure_message(failure: Any) -> str:

@@ -232,9 +232,12 @@ class RunDir:
         if self.holds_run() and not resume:
             if not overwrite:
                 where = f" (last checkpoint: {self.last})" if self.last.exists() else ""
+                taken = f"{self.root} already holds a run{where}"
                 raise TrainError(
-                    f"{self.root} already holds a run{where}; continue it with "
-                    "--resume, start over with --overwrite, or pick another --out"
+                    f"{taken}; continue it with resume=True, start over with "
+                    "overwrite=True, or pick another out_dir",
+                    command_line=f"{taken}; continue it with --resume, start over "
+                    "with --overwrite, or pick another --out",
                 )
             self.clear()
         with _writing(self.checkpoints):

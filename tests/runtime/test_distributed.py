@@ -3,6 +3,9 @@
 Two processes with batch_size 4 train on the same global batch of 8 as one process
 with batch_size 8, so their losses must agree step by step; checkpoints, resumes,
 Ctrl-C and a failing rank are checked against that reference.
+
+The machine may be loaded: timeouts are generous (they only bound a hang), a signal
+is sent once both processes are training, and nothing is measured by the clock.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ train:
   log_every: 1
 """
 # 100 samples: 90 to train on, 11 steps of 8 per epoch; 10 to validate.
-TWO = ["--set", "data.batch_size=4", "--allow-import", "tests", "--timeout", "60"]
+TWO = ["--set", "data.batch_size=4", "--allow-import", "tests", "--timeout", "300"]
+# Seconds a launched run may take before the test gives up on it (a hang, not slowness).
+RUN_TIMEOUT = 600
 
 
 def close(a: float, b: float) -> bool:
@@ -98,14 +103,33 @@ def torchrun(*args: str) -> list[str]:
 
 
 def launch(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command,
-        cwd=cwd,
-        env=environment(**env),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    """Run a launcher. The rendezvous port torchrun's --standalone picks may be taken
+    by another program before it binds it: that, and only that, is tried again."""
+    for _ in range(3):
+        result = subprocess.run(
+            command,
+            cwd=cwd,
+            env=environment(**env),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
+        if result.returncode == 0 or not port_taken(result.stdout + result.stderr):
+            break
+    return result
+
+
+def port_taken(output: str) -> bool:
+    text = output.lower()
+    return "address already in use" in text or "eaddrinuse" in text
+
+
+def complete_records(run_dir: Path) -> int:
+    """Metrics lines written whole so far (the last one may be half-written)."""
+    try:
+        return (run_dir / "metrics.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def succeeded(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -234,18 +258,26 @@ def interrupted(workdir: Path) -> tuple[Path, int]:
     process = subprocess.Popen(
         nproc("tiny.yaml", "--out", "interrupted", *TWO),
         cwd=workdir,
-        env=environment(PROBE_SLEEP="0.1"),
+        env=environment(PROBE_SLEEP="0.2"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if (out / "metrics.jsonl").exists() and len(records(out)) >= 4:
-            break
+    # Signal once both processes train: rank 0 logs a step only after the step's
+    # gradients were averaged over both, and 4 steps put it well past the start.
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while complete_records(out) < 4:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            stdout, stderr = process.communicate()
+            pytest.fail(
+                f"the run did not reach step 4 (status {process.returncode}):\n"
+                + stdout
+                + stderr
+            )
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
     assert process.returncode == 130, stdout + stderr
     stops = [line for line in stdout.splitlines() if "stopped by Ctrl-C" in line]
     assert len(stops) == 1, stdout  # said once, by rank 0
@@ -290,17 +322,16 @@ def test_resume_in_one_process_with_the_same_global_batch(ddp, interrupted) -> N
 
 
 def test_a_failing_rank_ends_the_run_with_its_message(workdir: Path) -> None:
-    began = time.monotonic()
     result = launch(
         nproc("tiny.yaml", "--out", "failing", *TWO),
         workdir,
         PROBE_FAIL_RANK="1",
         PROBE_FAIL_AT="3",
     )
-    took = time.monotonic() - began
     assert result.returncode == 1, result.stdout + result.stderr
-    assert took < 30, f"the run took {took:.0f} s to end"
     err = result.stderr
+    # Rank 0 was told of the failure (a PeerFailedError), rather than waiting for
+    # the collectives' --timeout, which would end it with a timeout error instead.
     assert "RuntimeError: injected failure on rank 1" in err  # its traceback
     assert "error: rank 0 of 2: stopped because rank 1 failed" in err
     assert (
@@ -413,3 +444,42 @@ def test_fsdp_does_not_take_a_one_file_checkpoint_for_a_new_run(
     with pytest.raises(TrainError, match="resume with strategy ddp"):
         rank0.read_checkpoint(run)
     assert (run.checkpoints / "last.pt").exists()
+
+
+def _elastic_tripping_over_ctrl_c(config: Any) -> None:
+    """What torch's elastic agent does on a Ctrl-C landing inside its bookkeeping:
+    the SignalException gives way to an UnboundLocalError."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    try:
+        raise SignalException("Process 1 got signal: 2", signal.SIGINT)
+    finally:
+        raise UnboundLocalError(
+            "cannot access local variable 'start' where it is not associated with a "
+            "value"
+        )
+
+
+@pytest.mark.parametrize("trip", ["signal", "unbound", "other"])
+def test_nproc_exits_130_on_ctrl_c_whatever_elastic_raises(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trip: str
+) -> None:
+    import torch.distributed.run as torchrun_module
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    def run(config: Any) -> None:
+        if trip == "signal":
+            raise SignalException("Process 1 got signal: 2", signal.SIGINT)
+        if trip == "unbound":
+            _elastic_tripping_over_ctrl_c(config)
+        raise UnboundLocalError("a bug of its own, with no signal behind it")
+
+    monkeypatch.setattr(torchrun_module, "run", run)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the launcher sets it for its workers
+    argv = ["train", str(workdir / "tiny.yaml"), "--out", str(tmp_path / "run")]
+    argv += ["--nproc", "2", "--allow-import", "tests"]
+    if trip == "other":  # not a Ctrl-C: not reported as one
+        with pytest.raises(UnboundLocalError, match="a bug of its own"):
+            main(argv)
+    else:
+        assert main(argv) == 130

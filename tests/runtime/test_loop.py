@@ -134,7 +134,7 @@ def test_a_run_directory_is_not_reused_by_accident(tiny_spec, tmp_path: Path) ->
     out = tmp_path / "run"
     fit(spec, out, steps=2)
     with pytest.raises(
-        TrainError, match=r"already holds a run .*--resume.*--overwrite"
+        TrainError, match=r"already holds a run .*resume=True.*overwrite=True.*out_dir"
     ):
         fit(spec, out, steps=2)
     result = Trainer(

@@ -88,7 +88,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_spec, tmp_path: Path) 
     process = start(spec, out)
     wait_for_progress(process, out, 3)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 130
     assert "Traceback" not in stderr
     line = next(x for x in stdout.splitlines() if x.startswith("stopped by Ctrl-C"))
