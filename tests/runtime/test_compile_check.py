@@ -33,7 +33,10 @@ def test_inductor_zero_conv_gradients_on_digits_are_refused(
     tmp_path: Path, capsys
 ) -> None:
     # torch 2.13's inductor on the CPU returns zero gradients for conv -> relu ->
-    # max_pool2d: conv1's gradient is all zeros, eager's is not.
+    # max_pool2d: conv1's gradient is all zeros, eager's is not. That fault is
+    # torch's, not nnspec's: on another torch the refusal is not owed.
+    if not torch.__version__.startswith("2.13."):
+        pytest.skip("the inductor fault this test meets is torch 2.13's")
     trainer = Trainer(
         DIGITS,
         tmp_path / "run",
