@@ -320,12 +320,9 @@ def _model_and_spec(args: argparse.Namespace) -> tuple[Any, nn.Module, str]:
     source = Path(args.spec)
     if args.spec != "-" and source.is_dir():
         from .api import load
-        from .runtime.checkpoint import load_checkpoint
-        from .runtime.errors import TrainError
-        from .runtime.rundir import RunDir
+        from .runtime.cli import read_run_checkpoint
 
-        run = RunDir(source)
-        spec_file = run.root / "spec.yaml"
+        spec_file = source / "spec.yaml"
         if not spec_file.is_file():
             raise UsageError(
                 f"{source} is not a run directory of nnspec train (no spec.yaml)"
@@ -333,15 +330,7 @@ def _model_and_spec(args: argparse.Namespace) -> tuple[Any, nn.Module, str]:
         spec = load(
             spec_file, parse_params(args.params), allow_imports=args.allow_imports
         )
-        checkpoint = run.best if args.checkpoint == "best" else run.last
-        if not checkpoint.is_file():
-            raise UsageError(
-                f"{source} has no {args.checkpoint} checkpoint ({checkpoint})"
-            )
-        try:
-            state = load_checkpoint(checkpoint)
-        except TrainError as exc:
-            raise UsageError(str(exc)) from None
+        state = read_run_checkpoint(source, args.checkpoint)
         model = spec.build()
         model.load_state_dict(state["model"], strict=True)
         return spec, model, source.name

@@ -37,6 +37,7 @@ __all__ = [
     "export_weights_command",
     "importable_beside",
     "parse_overrides",
+    "read_run_checkpoint",
     "register_consolidate",
     "register_export_weights",
     "register_train",
@@ -206,29 +207,36 @@ def register_train(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=train_command)
 
 
-def export_weights_command(args: argparse.Namespace) -> int:
+def read_run_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
+    """The ``best`` or ``last`` checkpoint of a run directory, read safely; a missing
+    one is a UsageError (naming ``nnspec consolidate`` for an FSDP run's shards)."""
     from .checkpoint import load_checkpoint
+    from .rundir import RunDir
+
+    run = RunDir(run_dir)
+    source = run.best if which == "best" else run.last
+    if not source.exists():
+        sharded = RunDir(run_dir, sharded=True)
+        shards = sharded.best if which == "best" else sharded.last
+        if shards.exists():  # an FSDP run: its checkpoints are sharded
+            raise UsageError(
+                f"{run_dir} has no {which} checkpoint ({source}) but "
+                f"a sharded one of an FSDP run: `nnspec consolidate {shards}` "
+                f"writes {source}; then export again"
+            )
+        raise UsageError(f"{run_dir} has no {which} checkpoint ({source})")
+    try:
+        return load_checkpoint(source)
+    except TrainError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def export_weights_command(args: argparse.Namespace) -> int:
     from .rundir import RunDir
     from .weights import save_weights
 
     run = RunDir(Path(args.run_dir))
-    source = run.best if args.checkpoint == "best" else run.last
-    if not source.exists():
-        sharded = RunDir(Path(args.run_dir), sharded=True)
-        shards = sharded.best if args.checkpoint == "best" else sharded.last
-        if shards.exists():  # an FSDP run: its checkpoints are sharded
-            raise UsageError(
-                f"{args.run_dir} has no {args.checkpoint} checkpoint ({source}) but "
-                f"a sharded one of an FSDP run: `nnspec consolidate {shards}` "
-                f"writes {source}; then export again"
-            )
-        raise UsageError(
-            f"{args.run_dir} has no {args.checkpoint} checkpoint ({source})"
-        )
-    try:
-        state = load_checkpoint(source)
-    except TrainError as exc:
-        raise UsageError(str(exc)) from None
+    state = read_run_checkpoint(Path(args.run_dir), args.checkpoint)
     target = (
         Path(args.output) if args.output else Path(args.run_dir) / "model.safetensors"
     )
