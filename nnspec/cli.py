@@ -23,6 +23,7 @@ from .spec.yaml_source import parse_value
 __all__ = [
     "add_spec_arguments",
     "compile_main",
+    "importable_beside",
     "load_spec",
     "main",
     "parse_params",
@@ -142,6 +143,15 @@ def check_output_path(target: Path, spec: Path, imports: Sequence[str]) -> None:
     )
 
 
+def importable_beside(spec: str) -> None:
+    """Let allowed imports (``--allow-import``) find a module beside the spec, as
+    ``python -m`` lets them find one in the working directory. The folder goes last
+    on the path: it never hides an installed module or the standard library."""
+    folder = os.path.abspath(os.path.dirname(spec) or ".")
+    if folder not in (os.path.abspath(p or ".") for p in sys.path):
+        sys.path.append(folder)
+
+
 def load_spec(args: argparse.Namespace) -> Any:
     """The spec a command names: a file, or standard input for ``-`` (its errors then
     say ``<stdin>:line:col``; relative paths in it are read from the working folder)."""
@@ -149,6 +159,8 @@ def load_spec(args: argparse.Namespace) -> Any:
 
     params = parse_params(args.params)
     if args.spec != STDIN:
+        if args.allow_imports:
+            importable_beside(args.spec)
         return load(args.spec, params, allow_imports=args.allow_imports)
     from .spec.yaml_source import MAX_DOCUMENT_BYTES
 

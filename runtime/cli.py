@@ -10,7 +10,6 @@ by the first process of each node only.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -23,6 +22,7 @@ from nnspec.cli import (
     STDIN,
     UsageError,
     add_spec_arguments,
+    importable_beside,
     parse_params,
 )
 
@@ -35,7 +35,6 @@ from .logs import require_training_extras
 __all__ = [
     "consolidate_command",
     "export_weights_command",
-    "importable_beside",
     "parse_overrides",
     "read_run_checkpoint",
     "register_consolidate",
@@ -65,15 +64,6 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         except yaml.YAMLError:
             overrides[key] = text
     return overrides
-
-
-def importable_beside(spec: str) -> None:
-    """Let allowed imports (``--allow-import``) find a module beside the spec, as
-    ``python -m`` lets them find one in the working directory. The folder goes last
-    on the path: it never hides an installed module or the standard library."""
-    folder = os.path.abspath(os.path.dirname(spec) or ".")
-    if folder not in (os.path.abspath(p or ".") for p in sys.path):
-        sys.path.append(folder)
 
 
 def train_command(args: argparse.Namespace) -> int:

@@ -171,3 +171,30 @@ def test_the_core_install_compiles_and_training_names_its_extra(tmp_path):
     assert "pip install 'nnspec[train]'" in done.stderr
     assert "trainer: training needs tensorboard (TensorBoard logs), tqdm" in done.stdout
     assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
+
+
+def test_an_allowed_custom_op_beside_the_spec_compiles_from_another_folder(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "nnspec_beside_layers.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "class Scale(nn.Module):\n"
+        "    def __init__(self, factor: float = 2.0) -> None:\n"
+        "        super().__init__()\n        self.factor = factor\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        "        return x * self.factor\n"
+    )
+    (folder / "net.yaml").write_text(
+        "nnspec: 1\nname: Net\ninputs: {x: [4]}\n"
+        "layers:\n  - {op: 'nnspec_beside_layers:Scale', factor: 3.0}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["compile-model", str(folder / "net.yaml"), "-q"]
+    refused = run(*args, cwd=elsewhere)
+    assert refused.returncode == 2 and "not allowed" in refused.stderr
+    done = run(*args, "--allow-import", "nnspec_beside_layers", cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert "import nnspec_beside_layers" in (folder / "net.py").read_text()
