@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -334,10 +335,13 @@ def test_a_failing_rank_ends_the_run_with_its_message(workdir: Path) -> None:
     # the collectives' --timeout, which would end it with a timeout error instead.
     assert "RuntimeError: injected failure on rank 1" in err  # its traceback
     assert "error: rank 0 of 2: stopped because rank 1 failed" in err
-    assert (
-        "error: rank 1 of 2 failed (exit status 1): "
-        "RuntimeError: injected failure on rank 1"
-    ) in err
+    # The failed rank exits 1, or, when torch's process-group teardown aborts it
+    # after the error was recorded, by a signal: the status is torch's to choose.
+    assert re.search(
+        r"error: rank 1 of 2 failed \(exit status -?[0-9]+\): "
+        r"RuntimeError: injected failure on rank 1",
+        err,
+    ), err
     assert max(r["step"] for r in records(workdir / "failing")) == 2
 
 
