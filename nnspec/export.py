@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from .cli import UsageError, add_spec_arguments, load_spec, parse_params
 
-__all__ = ["ExportReport", "export_model", "output_names", "register_export"]
+__all__ = ["ExportReport", "export_model", "register_export"]
 
 FORMATS = ("onnx", "pt2")
 # How close the exported program's outputs must be to the eager model's.
@@ -45,7 +45,6 @@ class ExportReport:
     dynamic: dict[str, list[int]]
     checked_with: str
     max_difference: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         dims = ", ".join(f"{n}{d}" for n, d in self.dynamic.items())
@@ -59,17 +58,6 @@ class ExportReport:
             f"outputs {', '.join(self.outputs)}; dynamic dims {dims}); "
             f"checked with {self.checked_with}{diff}"
         )
-
-
-def output_names(spec: Any) -> list[str]:
-    """The names of the model's outputs, in the order forward returns them."""
-    model = spec.compiled.model
-    value = spec.compiled.result.output_value
-    if isinstance(value, dict):
-        return list(value)
-    if model.outputs.kind == "tuple":
-        return [str(ref) for ref in model.outputs.refs]
-    return [str(model.outputs.refs[0])]
 
 
 def _flat(outputs: Any) -> list[torch.Tensor]:
@@ -164,6 +152,8 @@ def export_model(
     target = Path(path)
     model = model.eval()
     names = list(spec.compiled.model.inputs)
+    from .runtime.settings import output_names
+
     outputs = output_names(spec)
     dynamic = dynamic or {name: [0] for name in names}
     # The caller's random state is left as it was; the exporters' own deprecation
@@ -214,18 +204,25 @@ def _export_program(
             model, tuple(example), dynamic_shapes=_shapes(dynamic), strict=False
         )
     except Exception as exc:  # torch's exporter errors are many kinds
-        first = (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        )
-        hint = (
-            " (a dimension marked --dynamic has a size the model fixes)"
-            if "Constraints violated" in first
-            else ""
-        )
-        raise UsageError(
-            f"torch.export could not export the model with dynamic dims {dynamic}"
-            f"{hint}: {first}"
-        ) from None
+        raise _export_failure("torch.export", exc, dynamic) from None
+
+
+def _export_failure(
+    exporter: str, exc: Exception, dynamic: dict[str, list[int]]
+) -> UsageError:
+    """An exporter's failure in one line: its first line, and what a violated
+    constraint means here."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    hint = (
+        " (a dimension marked --dynamic has a size the model fixes)"
+        if "Constraints violated" in text
+        else ""
+    )
+    return UsageError(
+        f"{exporter} could not export the model with dynamic dims {dynamic}"
+        f"{hint}: {first}"
+    )
 
 
 def _export_onnx(
@@ -245,7 +242,9 @@ def _export_onnx(
             raise UsageError(
                 f"--format onnx needs the {needed} package: pip install onnx onnxscript"
             )
-    _export_program(model, example, dynamic)  # torch.export's errors, said plainly
+    # torch.onnx.export specialises a dimension the model fixes instead of failing:
+    # torch.export first refuses it, with a message that says why.
+    _export_program(model, example, dynamic)
     size = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     try:
         onnx_program = torch.onnx.export(
@@ -259,10 +258,7 @@ def _export_onnx(
             verbose=False,
         )
     except Exception as exc:  # the exporter's errors are many kinds
-        first = (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        )
-        raise UsageError(f"torch.onnx.export failed: {first}") from None
+        raise _export_failure("torch.onnx.export", exc, dynamic) from None
     assert onnx_program is not None
     onnx_program.save(str(target), external_data=size > (1 << 30))
     import onnx
