@@ -167,18 +167,13 @@ def _function_arguments() -> dict[str, list[str]]:
 
 
 def _positional_count(cls: type) -> int | None:
+    """How many ``args`` an op takes; None when it takes any number (``*args``)."""
     signature = constructor_signature(cls)
-    if signature is None:
+    if signature is None or any(
+        p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()
+    ):
         return None
-    params = list(signature.parameters.values())
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return None
-    inferred = {arg for arg, _ in INFERRED_ARGS.get(cls.__name__, ())}
-    return sum(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.name not in inferred
-        for p in params
-    )
+    return len(_positional_names(cls))
 
 
 def _positional_names(cls: type) -> list[str]:
