@@ -204,17 +204,29 @@ def test_mistakes_are_flagged_on_their_line(
         assert all(w in text for w in words), text
 
 
+def _complete(
+    lsp: Client, path: Path, text: str, character: int
+) -> list[dict[str, Any]]:
+    """The completions the server offers at ``character`` of the text's last line."""
+    uri = lsp.open(path, text)
+    lsp.diagnostics(uri)
+    result = lsp.request(
+        "textDocument/completion",
+        {
+            "textDocument": {"uri": uri},
+            "position": {"line": text.count("\n") - 1, "character": character},
+        },
+    )
+    items: list[dict[str, Any]] = (
+        result["items"] if isinstance(result, dict) else result
+    )
+    return items
+
+
 def test_op_values_complete_with_descriptions(client) -> None:
     lsp, root = client
     text = _spec("{op: Conv2d, out_channels: 4, kernel_size: 3}") + "  - op: \n"
-    uri = lsp.open(root / "complete_op.yaml", text)
-    lsp.diagnostics(uri)
-    line = text.count("\n") - 1
-    result = lsp.request(
-        "textDocument/completion",
-        {"textDocument": {"uri": uri}, "position": {"line": line, "character": 8}},
-    )
-    items = result["items"] if isinstance(result, dict) else result
+    items = _complete(lsp, root / "complete_op.yaml", text, character=8)
     labels = {item["label"]: item for item in items}
     assert {"Conv2d", "BatchNorm2d", "ReLU", "cat"} <= set(labels), sorted(labels)[:20]
     documentation = json.dumps(labels["Conv2d"].get("documentation", "")) + json.dumps(
@@ -226,14 +238,7 @@ def test_op_values_complete_with_descriptions(client) -> None:
 def test_a_conv2d_argument_completes(client) -> None:
     lsp, root = client
     text = _spec("ReLU") + "  - op: Conv2d\n    out_channels: 4\n    \n"
-    uri = lsp.open(root / "complete_args.yaml", text)
-    lsp.diagnostics(uri)
-    line = text.count("\n") - 1
-    result = lsp.request(
-        "textDocument/completion",
-        {"textDocument": {"uri": uri}, "position": {"line": line, "character": 4}},
-    )
-    items = result["items"] if isinstance(result, dict) else result
+    items = _complete(lsp, root / "complete_args.yaml", text, character=4)
     labels = {item["label"] for item in items}
     assert {"kernel_size", "stride", "padding", "dilation"} <= labels, sorted(labels)
 
