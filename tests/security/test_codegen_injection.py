@@ -87,6 +87,15 @@ def _lines_are_whole(source: str) -> None:
         assert line.isprintable(), f"line {number}: {line!r}"
 
 
+def _compile_checked(spec_file: Path, out: Path) -> str:
+    """compile-model's output for the spec: whole lines only, within the allowlist."""
+    assert compile_main([str(spec_file), "-q", "-o", str(out)]) == 0
+    source = out.read_text(encoding="utf-8")
+    _lines_are_whole(source)
+    check_generated_source(source)
+    return source
+
+
 @pytest.mark.parametrize("brk", LINE_BREAKS, ids=[repr(b) for b in LINE_BREAKS])
 def test_a_base_file_name_cannot_end_its_comment(
     brk: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -109,10 +118,7 @@ def test_a_base_file_name_cannot_end_its_comment(
         encoding="utf-8",
     )
     out = tmp_path / "net.py"
-    assert compile_main([str(spec_file), "-q", "-o", str(out)]) == 0
-    source = out.read_text(encoding="utf-8")
-    _lines_are_whole(source)
-    check_generated_source(source)
+    source = _compile_checked(spec_file, out)
     nnspec.load(spec_file).build()
     _import_file(out).Net()  # type: ignore[attr-defined]
     assert not (tmp_path / "MARKER").exists()
@@ -134,10 +140,7 @@ def test_docstrings_keep_every_character_on_its_line(brk: str, tmp_path: Path) -
         encoding="utf-8",
     )
     out = tmp_path / "net.py"
-    assert compile_main([str(spec_file), "-q", "-o", str(out)]) == 0
-    source = out.read_text(encoding="utf-8")
-    _lines_are_whole(source)
-    check_generated_source(source)
+    _compile_checked(spec_file, out)
     module = _import_file(out)
     assert not marker.exists()
     # The docstrings read back as written, but for indentation and a closing space.
