@@ -111,12 +111,12 @@ def _inputs(
             shape = list(tensor.shape)
             for d in extra:
                 shape[d] += grow
-            tensor = synthetic_batch_like(tensor, shape)
+            tensor = _random_like(tensor, shape)
         out.append(tensor)
     return out
 
 
-def synthetic_batch_like(tensor: torch.Tensor, shape: list[int]) -> torch.Tensor:
+def _random_like(tensor: torch.Tensor, shape: list[int]) -> torch.Tensor:
     """A random tensor like ``tensor`` (dtype, value range) of another shape."""
     if tensor.is_floating_point():
         return torch.randn(shape, dtype=tensor.dtype)
