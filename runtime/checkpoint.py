@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnspec.api import Spec
+from nnspec.compiler.loaded import Spec
 
 from .errors import TrainError
 
