@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nnspec.spec.files import FileRefused, open_regular
+from nnspec.spec.text import first_line
 from nnspec.spec.version import __version__
 
 __all__ = ["LoadReport", "WeightsError", "load_weights", "read_tensors", "save_weights"]
@@ -86,8 +87,9 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     except WeightsError:
         raise
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise WeightsError(f"cannot read weights from {name}: {reason}") from None
+        raise WeightsError(
+            f"cannot read weights from {name}: {first_line(exc, 200)}"
+        ) from None
     if isinstance(data, Mapping):
         for key in _NESTED_KEYS:
             nested = data.get(key)
