@@ -1,5 +1,6 @@
-"""``nnspec train SPEC [--out DIR] [--resume] [--set KEY=VALUE ...] [--nproc N]`` and
-``nnspec consolidate CHECKPOINT``.
+"""The training commands: ``nnspec train SPEC [--out DIR] [--resume] [--set
+KEY=VALUE ...] [--nproc N]``, ``nnspec export-weights RUN_DIR`` and ``nnspec
+consolidate CHECKPOINT``; the training itself is ``nnspec.runtime``'s.
 
 Under torchrun (or ``--nproc``) every process runs ``train_command``; each one
 that fails records its exception in torchrun's error file, so the launcher's
