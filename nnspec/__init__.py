@@ -1,8 +1,7 @@
 """nnspec: describe a PyTorch network in YAML; get validated, shape-checked PyTorch source."""
 
-from .api import Spec, load, loads
-from .spec import SpecError
+from nnspec.api import Spec, load, loads
+from nnspec.spec import SpecError
+from nnspec.spec.version import __version__
 
 __all__ = ["Spec", "SpecError", "__version__", "load", "loads"]
-
-__version__ = "0.1.0"

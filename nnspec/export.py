@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cli import UsageError, add_spec_arguments, load_spec, parse_params
+from .commands import UsageError, add_spec_arguments, load_spec, parse_params
 
 __all__ = ["ExportReport", "export_model", "register_export"]
 
@@ -316,7 +316,7 @@ def _model_and_spec(args: argparse.Namespace) -> tuple[Any, nn.Module, str]:
     source = Path(args.spec)
     if args.spec != "-" and source.is_dir():
         from .api import load
-        from .runtime.cli import read_run_checkpoint
+        from .train_cli import read_run_checkpoint
 
         spec_file = source / "spec.yaml"
         if not spec_file.is_file():

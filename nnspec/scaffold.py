@@ -14,7 +14,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from .cli import UsageError
+from .commands import UsageError
 
 __all__ = ["register_init", "register_schema", "schema_path", "starter_spec"]
 

@@ -1,8 +1,18 @@
-"""nnspec.runtime: train a compiled spec as its ``train:`` section says."""
+"""nnspec.runtime: train a compiled spec as its ``train:`` section says.
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import NonFiniteLossError, TrainError
-from .loop import FitResult, Trainer
+Its names load on first use (PEP 562): importing the package, or a module of it such
+as ``nnspec.runtime.weights``, does not load the training loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nnspec.runtime.checkpoint import load_checkpoint, save_checkpoint
+    from nnspec.runtime.errors import NonFiniteLossError, TrainError
+    from nnspec.runtime.loop import FitResult, Trainer
 
 __all__ = [
     "FitResult",
@@ -12,3 +22,26 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
 ]
+
+#: Where each name of ``__all__`` is defined.
+_HOMES = {
+    "FitResult": "nnspec.runtime.loop",
+    "NonFiniteLossError": "nnspec.runtime.errors",
+    "TrainError": "nnspec.runtime.errors",
+    "Trainer": "nnspec.runtime.loop",
+    "load_checkpoint": "nnspec.runtime.checkpoint",
+    "save_checkpoint": "nnspec.runtime.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnspec.api import Spec
+from nnspec.compiler.loaded import Spec
 
 from .errors import TrainError
 
@@ -429,8 +429,11 @@ def check_resumable(
     if not details:
         details.append("the layers, init or freeze rules changed")
     shown = "; ".join(details[:5]) + ("; ..." if len(details) > 5 else "")
-    raise TrainError(
+    text = (
         f"cannot resume from {path}: the model differs from the one it was trained "
         f"with ({shown}). Resume with the spec and params of that run, or start a "
-        "new run (--out DIR, or --overwrite)"
+    )
+    raise TrainError(
+        text + "new run (another out_dir, or overwrite=True)",
+        command_line=text + "new run (--out DIR, or --overwrite)",
     )

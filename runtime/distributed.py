@@ -299,11 +299,13 @@ class Cluster:
                 return read_meta(run.last)
             single = run.checkpoints / "last.pt"
             if single.exists():
-                raise TrainError(
+                text = (
                     f"{run.checkpoints} holds {single.name}, a checkpoint of one "
                     "process or DDP; strategy fsdp resumes from its own sharded "
                     "checkpoints only: resume with strategy ddp, or start over "
-                    "with --overwrite"
+                )
+                raise TrainError(
+                    text + "with overwrite=True", command_line=text + "with --overwrite"
                 )
             return None
         state = load_checkpoint(run.last) if run.last.exists() else None

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from nnspec import __version__
-from nnspec.api import Spec, load
+from nnspec.compiler.loaded import Spec, load
+from nnspec.spec.version import __version__
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,

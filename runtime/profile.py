@@ -30,12 +30,12 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-from ..compiler.summary import tensors_in
+from ..compiler.summary import summarize, tensors_in
 from ..compiler.summary_table import format_bytes, format_count
 from ..compiler.values import TensorValue
 
 if TYPE_CHECKING:  # the API imports the runtime, not the other way round
-    from nnspec.api import Spec
+    from nnspec.compiler.loaded import Spec
 
 __all__ = [
     "PEAK_TFLOPS",
@@ -266,7 +266,8 @@ def profile_spec(
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out_dir) if out_dir is not None else Path("runs/profile") / spec.name
     out.mkdir(parents=True, exist_ok=True)
-    flops = spec.summary(dtype=dtype).totals.flops_forward_backward
+    meta = spec.build(device="meta", dtype=dtype)
+    flops = summarize(spec.compiled, meta).totals.flops_forward_backward
     model = spec.build(device=target, dtype=dtype)
     model.train()
     trainer = _Trainer(model, synthetic_batch(spec, model, batch_size, target, dtype))

@@ -344,7 +344,7 @@ def _reason(exc: OSError) -> str:
 
 
 def _version() -> str:
-    from nnspec import __version__
+    from nnspec.spec.version import __version__
 
     return str(__version__)
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnspec.api import Spec
+from nnspec.compiler.loaded import Spec
 
 from ..compiler.values import TensorValue
 from ..spec.errors import Diagnostic, SpecError, suggest

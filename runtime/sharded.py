@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nnspec.spec.text import first_line
+
 from .checkpoint import (
     UnreadableCheckpointError,
     load_checkpoint,
@@ -119,7 +121,7 @@ def read_index(path: Path) -> Any:
     except Exception as exc:  # a damaged or planted pickle raises many kinds
         raise UnreadableCheckpointError(
             f"cannot read sharded checkpoint {path}: {file} is not DCP metadata "
-            f"({_one_line(exc)})"
+            f"({first_line(exc)})"
         ) from None
     if not isinstance(index, Metadata) or not isinstance(
         index.state_dict_metadata, dict
@@ -145,11 +147,6 @@ def read_index(path: Path) -> Any:
     if getattr(index, "storage_meta", None) is None:
         index.storage_meta = StorageMeta()
     return index
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _reader(path: Path) -> Any:

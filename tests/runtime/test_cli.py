@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nnspec.cli import main
-from nnspec.runtime.cli import parse_overrides
+from nnspec.commands import parse_overrides
 from tests.runtime.conftest import TINY_MODEL, TINY_TRAIN, train_losses
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import nnspec
 from nnspec.cli import main
-from nnspec.runtime.cli import parse_overrides
+from nnspec.commands import parse_overrides
 from nnspec.runtime.settings import resolve_settings
 from tests.runtime.conftest import TINY_TRAIN
 

@@ -15,13 +15,11 @@ from typing import Any
 
 import torch
 
-from nnspec.cli import UsageError, parse_params
-
-from .distributed import PeerFailedError, World
+from nnspec.api import load
+from nnspec.commands import EXIT_INTERRUPTED, UsageError, parse_overrides, parse_params
+from nnspec.runtime.distributed import PeerFailedError, World
 
 __all__ = ["launch", "worker_arguments"]
-
-EXIT_INTERRUPTED = 130
 
 
 def worker_arguments(args: argparse.Namespace) -> list[str]:
@@ -48,10 +46,7 @@ def worker_arguments(args: argparse.Namespace) -> list[str]:
 def launch(args: argparse.Namespace) -> int:
     """Start ``args.nproc`` processes with torch's elastic launcher and wait for
     them; the exit status is the first failed process's (0 when all succeed)."""
-    from nnspec.api import load
-
-    from .cli import parse_overrides
-    from .settings import resolve_settings
+    from nnspec.runtime.settings import resolve_settings
 
     nproc = args.nproc
     if nproc < 1:

@@ -1,5 +1,6 @@
-"""``nnspec train SPEC [--out DIR] [--resume] [--set KEY=VALUE ...] [--nproc N]`` and
-``nnspec consolidate CHECKPOINT``.
+"""The training commands: ``nnspec train SPEC [--out DIR] [--resume] [--set
+KEY=VALUE ...] [--nproc N]``, ``nnspec export-weights RUN_DIR`` and ``nnspec
+consolidate CHECKPOINT``; the training itself is ``nnspec.runtime``'s.
 
 Under torchrun (or ``--nproc``) every process runs ``train_command``; each one
 that fails records its exception in torchrun's error file, so the launcher's
@@ -15,27 +16,29 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nnspec.cli import (
+from nnspec.commands import (
+    EXIT_INTERRUPTED,
     EXIT_SPEC_ERROR,
     STDIN,
     UsageError,
     add_spec_arguments,
     importable_beside,
+    parse_overrides,
     parse_params,
 )
-
-from ..spec.errors import SpecError
-from ..spec.yaml_source import parse_value
-from .distributed import DEFAULT_TIMEOUT, PeerFailedError, World, failure_text
-from .errors import TrainError
-from .logs import require_training_extras
+from nnspec.runtime.distributed import (
+    DEFAULT_TIMEOUT,
+    PeerFailedError,
+    World,
+    failure_text,
+)
+from nnspec.runtime.errors import TrainError
+from nnspec.runtime.logs import require_training_extras
+from nnspec.spec.errors import SpecError
 
 __all__ = [
     "consolidate_command",
     "export_weights_command",
-    "parse_overrides",
     "read_run_checkpoint",
     "register_consolidate",
     "register_export_weights",
@@ -44,26 +47,6 @@ __all__ = [
 ]
 
 EXIT_TRAIN_ERROR = 1
-EXIT_INTERRUPTED = 130
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["optimizer.lr=0.01", "epochs=2"]`` -> ``{"optimizer.lr": 0.01, "epochs": 2}``;
-    values are read as YAML, as in a spec (``1e-3`` is a number,
-    ``compile={mode: max-autotune}`` a mapping)."""
-    overrides: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, received {item!r}")
-        if key.startswith("train."):
-            key = key[len("train.") :]
-        try:
-            overrides[key] = parse_value(text) if text.strip() else ""
-        except yaml.YAMLError:
-            overrides[key] = text
-    return overrides
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -80,7 +63,7 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_TRAIN_ERROR
     if args.nproc is not None:
-        from .launch import launch
+        from nnspec.launch import launch
 
         return launch(args)
     world = World.from_env()
@@ -96,7 +79,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _trainer(args: argparse.Namespace) -> Any:
-    from .loop import Trainer
+    from nnspec.runtime.loop import Trainer
 
     if args.allow_imports:
         importable_beside(args.spec)
@@ -200,8 +183,8 @@ def register_train(parser: argparse.ArgumentParser) -> None:
 def read_run_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
     """The ``best`` or ``last`` checkpoint of a run directory, read safely; a missing
     one is a UsageError (naming ``nnspec consolidate`` for an FSDP run's shards)."""
-    from .checkpoint import load_checkpoint
-    from .rundir import RunDir
+    from nnspec.runtime.checkpoint import load_checkpoint
+    from nnspec.runtime.rundir import RunDir
 
     run = RunDir(run_dir)
     source = run.best if which == "best" else run.last
@@ -222,8 +205,8 @@ def read_run_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
 
 
 def export_weights_command(args: argparse.Namespace) -> int:
-    from .rundir import RunDir
-    from .weights import save_weights
+    from nnspec.compiler.weights import save_weights
+    from nnspec.runtime.rundir import RunDir
 
     run = RunDir(Path(args.run_dir))
     state = read_run_checkpoint(Path(args.run_dir), args.checkpoint)
@@ -242,7 +225,7 @@ def _weights_metadata(run: Any, state: dict[str, Any]) -> dict[str, str]:
     the hash of its model part with the params in effect, the step, the versions."""
     import json
 
-    from ..spec.yaml_source import parse_yaml
+    from nnspec.spec.yaml_source import parse_yaml
 
     metadata = {
         "spec_hash": str(state.get("spec_hash", "")),
@@ -281,8 +264,8 @@ def register_export_weights(parser: argparse.ArgumentParser) -> None:
 
 
 def consolidate_command(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .sharded import consolidate, read_meta
+    from nnspec.runtime.checkpoint import load_checkpoint
+    from nnspec.runtime.sharded import consolidate, read_meta
 
     source = Path(args.checkpoint)
     out = Path(args.output) if args.output else source.with_suffix(".pt")
