@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .compiler import CompiledModel, compile_document
-from .compiler.summary import ModelSummary, summarize
+from .inspection.summary import ModelSummary, summarize
 from .spec import parse_yaml
 from .spec.collector import paused_gc
 from .spec.derive import derive, read_spec_file

@@ -19,7 +19,7 @@ import pytest
 
 import nnspec
 from nnspec.cli import compile_main, main
-from nnspec.compiler.graph_render import (
+from nnspec.inspection.graph_render import (
     Cluster,
     Diagram,
     DiagramNode,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .summary import ModelSummary, NodeSummary
 from .summary_table import format_count
-from .values import TensorValue, TupleValue, Value
+from ..compiler.values import TensorValue, TupleValue, Value
 
 __all__ = [
     "FORMATS",

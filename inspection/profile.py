@@ -30,9 +30,9 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-from ..compiler.summary import tensors_in
-from ..compiler.summary_table import format_bytes, format_count
 from ..compiler.values import TensorValue
+from .summary import tensors_in
+from .summary_table import format_bytes, format_count
 
 if TYPE_CHECKING:  # the API imports the runtime, not the other way round
     from nnspec.api import Spec

@@ -23,10 +23,10 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..compiler.graph import Call, ClassIR, ModuleDef, Ref
+from ..compiler.pipeline import CompiledModel
+from ..compiler.values import BATCH, TensorValue, TupleValue, Value
 from ..spec.errors import SpecError
-from .graph import Call, ClassIR, ModuleDef, Ref
-from .pipeline import CompiledModel
-from .values import BATCH, TensorValue, TupleValue, Value
 
 __all__ = [
     "ModelSummary",
