@@ -15,7 +15,7 @@ import torch
 
 from nnspec.compiler import loaded
 from nnspec.compiler.loaded import confined
-from nnspec.compiler.summary import ModelSummary, summarize
+from nnspec.inspection.summary import ModelSummary, summarize
 
 __all__ = ["Spec", "confined", "load", "loads"]
 

@@ -100,7 +100,7 @@ def _inputs(
     spec: Any, model: nn.Module, batch: int, dynamic: dict[str, list[int]], grow: int
 ) -> list[torch.Tensor]:
     """Random inputs with ``batch`` rows; dynamic dims ``grow`` larger than declared."""
-    from .runtime.profile import synthetic_batch
+    from .inspection.profile import synthetic_batch
 
     tensors = synthetic_batch(spec, model, batch, torch.device("cpu"))
     names = spec.compiled.model.inputs

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .cli import STDIN, UsageError, add_spec_arguments, load_spec
+from .commands import STDIN, UsageError, add_spec_arguments, load_spec
 
 if TYPE_CHECKING:
     from .api import Spec
@@ -86,7 +86,7 @@ def register_summary(parser: argparse.ArgumentParser) -> None:
 
 
 def graph_command(args: argparse.Namespace) -> int:
-    from .compiler.graph_render import (
+    from .inspection.graph_render import (
         GraphvizError,
         build_diagram,
         render_graph,
@@ -172,7 +172,7 @@ def register_graph(parser: argparse.ArgumentParser) -> None:
 
 
 def profile_command(args: argparse.Namespace) -> int:
-    from .runtime.profile import profile_spec
+    from .inspection.profile import profile_spec
 
     spec = _load(args)
     if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -19,14 +19,6 @@ import pytest
 
 import nnspec
 from nnspec.cli import compile_main, main
-from nnspec.compiler.graph_render import (
-    Cluster,
-    Diagram,
-    DiagramNode,
-    Edge,
-    to_dot,
-    to_mermaid,
-)
 from nnspec.compiler.ops import (
     ARG_LIMITS,
     INFERRED_ARGS,
@@ -34,6 +26,14 @@ from nnspec.compiler.ops import (
     arguments_of,
     parameter_names,
     resolve_op,
+)
+from nnspec.inspection.graph_render import (
+    Cluster,
+    Diagram,
+    DiagramNode,
+    Edge,
+    to_dot,
+    to_mermaid,
 )
 from nnspec.spec import SpecError
 

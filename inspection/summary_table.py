@@ -1,53 +1,58 @@
-"""A model summary as a text table, and the number formats it uses."""
+"""A model summary as a text table.
+
+The table reads a summary's parts (``TableSource``), not the summary class itself,
+so that ``ModelSummary.render`` can use it without the two modules importing each
+other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
-from .summary import ModelSummary, NodeSummary
+from ..compiler.values import Value
+from .formats import format_bytes, format_count
+from .kinds import NodeKind
+from .records import NodeSummary, OutputSummary, Totals, render_value
 
-__all__ = ["format_bytes", "format_count", "render_table"]
-
-
-def format_count(n: float) -> str:
-    """1303440 -> '1.30M'; small numbers as they are."""
-    if n < 1000:
-        return f"{n:g}"
-    for unit in ("K", "M", "G", "T", "P"):
-        n /= 1000
-        if n < 1000:
-            digits = 0 if n >= 100 else 1 if n >= 10 else 2
-            return f"{n:.{digits}f}{unit}"
-    return f"{n:.0f}P"
+__all__ = ["TableSource", "render_table"]
 
 
-def format_bytes(n: float) -> str:
-    """Binary units: 1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+class TableSource(Protocol):
+    """What the table shows of a summary (``ModelSummary`` has all of it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def inputs(self) -> Sequence[tuple[str, Value]]: ...
+    @property
+    def outputs(self) -> Sequence[OutputSummary]: ...
+    @property
+    def rows(self) -> Sequence[NodeSummary]: ...
+    @property
+    def totals(self) -> Totals: ...
 
 
 _HEADERS = ("name", "op", "output", "params", "trains", "FLOPs")
 
 
 def _table_rows(
-    rows: list[NodeSummary], level: int, depth: int | None
+    rows: Sequence[NodeSummary], level: int, depth: int | None
 ) -> Iterator[tuple[str, ...]]:
     for row in rows:
         op = row.op
-        if row.kind == "repeat":
+        if row.kind is NodeKind.REPEAT:
             op = f"{op} x{len(row.children)}"
-        elif row.kind == "use":
+        elif row.kind is NodeKind.USE:
             op = f"{op} (shares {row.module})"
         trains = {"trainable": "yes", "frozen": "frozen", "partly frozen": "partly"}
         yield (
             "  " * level + row.node,
             op,
             row.shape,
-            f"{row.params:,}" if row.kind != "use" else "-",
+            f"{row.params:,}" if row.kind is not NodeKind.USE else "-",
             trains.get(row.trainable or "", "-"),
             format_count(row.flops) if row.traced else "?",
         )
@@ -55,7 +60,8 @@ def _table_rows(
             yield from _table_rows(row.children, level + 1, depth)
 
 
-def render_table(summary: ModelSummary, depth: int | None) -> str:
+def render_table(summary: TableSource, depth: int | None = None) -> str:
+    """The table; ``depth`` limits how deep blocks open (0: the top level only)."""
     body = list(_table_rows(summary.rows, 0, depth))
     widths = [max(len(h), *(len(r[k]) for r in body)) for k, h in enumerate(_HEADERS)]
     right = {3, 5}
@@ -70,10 +76,7 @@ def render_table(summary: ModelSummary, depth: int | None) -> str:
     rule = "-" * len(line(_HEADERS))
     out = [f"{summary.name} ({summary.path})"]
     out += [f"  input  {name}: {value.render()}" for name, value in summary.inputs]
-    out += [
-        f"  output {o.key}: {o.value.render() if o.value is not None else 'None'}"
-        for o in summary.outputs
-    ]
+    out += [f"  output {o.key}: {render_value(o.value)}" for o in summary.outputs]
     out += ["", line(_HEADERS), rule, *(line(r) for r in body), rule]
     t = summary.totals
     frozen = f", {t.frozen_params:,} frozen" if t.frozen_params else ""

@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
@@ -30,17 +30,16 @@ from torch.profiler import (
     tensorboard_trace_handler,
 )
 
-from ..compiler.summary import summarize, tensors_in
-from ..compiler.summary_table import format_bytes, format_count
+from ..compiler.pipeline import CompiledModel
 from ..compiler.values import TensorValue
-
-if TYPE_CHECKING:  # the API imports the runtime, not the other way round
-    from nnspec.compiler.loaded import Spec
+from .formats import format_bytes, format_count, format_time
+from .summary import summarize, tensors_in
 
 __all__ = [
     "PEAK_TFLOPS",
     "OpTime",
     "ProfileReport",
+    "ProfiledSpec",
     "matmul_precision",
     "peak_tflops",
     "profile_spec",
@@ -64,6 +63,22 @@ PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
     (r"RTX 4090", {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
     (r"RTX 3090", {"fp32": 35.6, "tf32": 35.6, "bf16": 71.0, "fp16": 71.0}),
 )
+
+
+class ProfiledSpec(Protocol):
+    """What the profiler needs of a loaded spec: ``nnspec.Spec`` has it. Taking it
+    as a parameter keeps this package below the API that defines ``Spec``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def compiled(self) -> CompiledModel: ...
+
+    def build(
+        self, device: torch.device | str | None = ..., dtype: torch.dtype | None = ...
+    ) -> nn.Module: ...
+
 
 # Labels of the parts of a step in the trace.
 _PARTS = ("forward", "backward", "optimizer")
@@ -142,7 +157,7 @@ class ProfileReport:
         )
         for op in self.top_ops:
             out.append(
-                f"  {op.name.ljust(width)}  {_time_text(op.self_us):>10}  "
+                f"  {op.name.ljust(width)}  {format_time(op.self_us):>10}  "
                 f"{op.share:>6.1%}  {op.calls:g}"
             )
         out.append(
@@ -150,14 +165,6 @@ class ProfileReport:
             "or load the .pt.trace.json file at https://ui.perfetto.dev"
         )
         return "\n".join(out)
-
-
-def _time_text(us: float) -> str:
-    if us >= 1e6:
-        return f"{us / 1e6:.2f} s"
-    if us >= 1e3:
-        return f"{us / 1e3:.2f} ms"
-    return f"{us:.1f} us"
 
 
 # -- peaks ---------------------------------------------------------------------------
@@ -186,7 +193,7 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
 
 
 def synthetic_batch(
-    spec: Spec,
+    spec: ProfiledSpec,
     model: nn.Module,
     batch_size: int,
     device: torch.device,
@@ -246,7 +253,7 @@ def _sync(device: torch.device) -> None:
 
 
 def profile_spec(
-    spec: Spec,
+    spec: ProfiledSpec,
     *,
     steps: int = 5,
     out_dir: str | Path | None = None,
@@ -266,8 +273,8 @@ def profile_spec(
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out_dir) if out_dir is not None else Path("runs/profile") / spec.name
     out.mkdir(parents=True, exist_ok=True)
-    meta = spec.build(device="meta", dtype=dtype)
-    flops = summarize(spec.compiled, meta).totals.flops_forward_backward
+    summary = summarize(spec.compiled, spec.build(device="meta", dtype=dtype))
+    flops = summary.totals.flops_forward_backward
     model = spec.build(device=target, dtype=dtype)
     model.train()
     trainer = _Trainer(model, synthetic_batch(spec, model, batch_size, target, dtype))

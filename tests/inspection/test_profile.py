@@ -10,7 +10,7 @@ import torch
 
 import nnspec
 from nnspec.cli import main
-from nnspec.runtime.profile import (
+from nnspec.inspection.profile import (
     matmul_precision,
     peak_tflops,
     profile_spec,

@@ -11,7 +11,7 @@ import pytest
 
 import nnspec
 from nnspec.cli import main
-from nnspec.compiler.graph_render import build_diagram, to_dot, to_mermaid
+from nnspec.inspection.graph_render import build_diagram, to_dot, to_mermaid
 
 LENET = Path(__file__).resolve().parents[2] / "examples" / "lenet.yaml"
 

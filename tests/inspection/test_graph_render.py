@@ -11,10 +11,15 @@ import pytest
 
 import nnspec
 from nnspec.cli import main
-from nnspec.compiler.graph_render import build_diagram, render_graph, to_dot, to_mermaid
-from nnspec.compiler.summary import ModelSummary
-from tests.compiler.test_summary import TWO_HEADS
+from nnspec.inspection.graph_render import (
+    build_diagram,
+    render_graph,
+    to_dot,
+    to_mermaid,
+)
+from nnspec.inspection.summary import ModelSummary
 from tests.conftest import EXAMPLES
+from tests.inspection.test_summary import TWO_HEADS
 
 UNET_BLOCKS = ["inc", "down1", "down2", "down3", "down4"]
 UNET_BLOCKS += ["up1", "up2", "up3", "up4", "outc"]

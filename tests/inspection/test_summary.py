@@ -8,7 +8,7 @@ import pytest
 
 import nnspec
 from nnspec.cli import main
-from nnspec.compiler.summary import ModelSummary
+from nnspec.inspection.summary import ModelSummary
 from tests.compiler.test_spec_language import SECTION_1_LENET
 from tests.conftest import EXAMPLES
 
