@@ -1,4 +1,9 @@
-"""Pass: the spec's ``init`` rules and ``freeze`` globs -> statements of the model class."""
+"""Pass: the spec's ``init`` rules and ``freeze`` globs -> statements of the model class.
+
+Takes ``ctx.model``, ``ctx.spec`` and ``ctx.params``; fills the model class's
+``init`` and ``freeze`` and gives ``ctx.modules`` (every module of the model, by
+dotted path).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import ast
 import fnmatch
 import inspect
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,25 +20,11 @@ from ...spec.errors import SpecError, suggest
 from ...spec.model import SpecModel
 from ...spec.yaml_source import Document
 from ..expressions import ExpressionError, Scope, const, literal_ast, resolve_value
-from ..graph import ClassIR, InitStatement, ModuleDef
+from ..ir import ClassIR, CompileContext, InitStatement, ModuleDef, ModuleEntry
 
-__all__ = ["ModuleEntry", "apply_init", "walk_modules"]
+__all__ = ["ModuleEntry", "apply_init", "run", "walk_modules"]
 
 _GLOB_CHARS = set("*?[")
-
-
-@dataclass(frozen=True)
-class ModuleEntry:
-    """A module of the built model: its dotted path, class, and direct parameters."""
-
-    path: str
-    class_name: str
-    params: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...] = ()
-    kinds: tuple[str, ...] = ()  # its class and torch.nn base classes, by name
-
-    def shape_of(self, param: str) -> tuple[int, ...]:
-        return self.shapes[self.params.index(param)]
 
 
 def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleEntry]:
@@ -275,3 +265,8 @@ def apply_init(
     if spec.freeze:
         model.freeze = _freeze(doc, spec, entries)
     return entries
+
+
+def run(ctx: CompileContext) -> None:
+    assert ctx.model is not None and ctx.spec is not None
+    ctx.modules = apply_init(ctx.model, ctx.spec, ctx.document, ctx.params)
