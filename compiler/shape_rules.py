@@ -325,11 +325,13 @@ def _converts_to_int(value: Any) -> bool:
 
 def _flatten_shape(call: ShapeCall, start: int, end: int) -> Value:
     x = call.only_tensor()
-    if x.rank == 0 or not isinstance(start, int) or not isinstance(end, int):
+    if x.rank == 0 or not all(isinstance(v, (int, float)) for v in (start, end)):
         raise Fallback
     start, end = start % x.rank, end % x.rank
     if start > end:
         raise ShapeError(f"flatten start_dim {start} comes after end_dim {end}")
+    if not isinstance(start, int) or not isinstance(end, int):
+        raise Fallback  # not dims: torch says what it takes
     if x.batch_dim is not None and start <= x.batch_dim <= end and start != end:
         raise Fallback
     merged = math.prod(x.shape[start : end + 1])

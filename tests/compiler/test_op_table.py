@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 
 import pytest
 
@@ -12,6 +14,7 @@ from nnspec.compiler.op_table import OPS, InferredArg, define_op, record_of
 from nnspec.compiler.ops import resolve_op
 from nnspec.compiler.pipeline import PIPELINE
 from nnspec.compiler.shape_rules import Fallback, ShapeRuleBug
+from nnspec.spec.errors import SpecError
 from nnspec.spec.torch_ops import INFERRED_ARGS
 from tests.helpers import compile_text, expect_error
 
@@ -147,3 +150,30 @@ def test_the_pipeline_is_one_list_whose_stages_are_the_reported_ones() -> None:
     stages = list(dict.fromkeys(p.stage for p in PIPELINE))
     seconds = compile_text(LINEAR).compiled.stage_seconds
     assert list(seconds) == stages == ["validate", "resolve", "shapes", "codegen"]
+
+
+# Argument values of types the rules do not read: each rule covers them (a result
+# or a ShapeError) or leaves them to torch (Fallback), so every compile ends in a
+# model or a SpecError, never in a ShapeRuleBug.
+_ODD = [None, "a", "2.0", 2.5, [], ["a", "b"], [None, 2], {"a": 1}]
+_RULED = [
+    ("Conv2d", "[3, 8, 8]", "{op: Conv2d, out_channels: 4, kernel_size: 3", "padding"),
+    ("MaxPool2d", "[3, 8, 8]", "{op: MaxPool2d, kernel_size: 2", "stride"),
+    ("AdaptiveAvgPool2d", "[3, 8, 8]", "{op: AdaptiveAvgPool2d", "output_size"),
+    ("LayerNorm", "[3, 8]", "{op: LayerNorm", "normalized_shape"),
+    ("flatten", "[3, 8]", "{op: flatten", "start_dim"),
+    ("Upsample", "[3, 8, 8]", "{op: Upsample", "scale_factor"),
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "shape", "head", "arg"), _RULED, ids=[r[0] for r in _RULED]
+)
+def test_rules_meet_odd_argument_values_without_a_bug(
+    op: str, shape: str, head: str, arg: str
+) -> None:
+    assert OPS[op].rule is not None
+    for value in _ODD:
+        body = f"inputs: {{x: {shape}}}\nlayers:\n  - {head}, {arg}: {json.dumps(value)}}}\n"
+        with contextlib.suppress(SpecError):
+            compile_text(body)
