@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -274,7 +275,7 @@ class CompileContext:
     """
 
     document: Document
-    overrides: Any = None  # Mapping[str, Any] | None: params given by the caller
+    overrides: Mapping[str, Any] | None = None  # params given by the caller
     allow_imports: frozenset[str] = frozenset()
     spec: SpecModel | None = None
     params: dict[str, Any] = field(default_factory=dict)
