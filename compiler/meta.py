@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .ops import MAX_ELEMENTS
+from .op_table import MAX_ELEMENTS
 from .values import BATCH, TensorValue, TupleValue, Value
 
 __all__ = [

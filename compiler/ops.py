@@ -1,5 +1,9 @@
 """What an op name means: a torch.nn module class, a tensor function, a block, or an
-allowed custom import."""
+allowed custom import; and what Python can tell of its signature.
+
+What else the compiler knows of a torch op (its shape rule, inferred and positional
+arguments, limits) is its record in ``op_table.py``.
+"""
 
 from __future__ import annotations
 
@@ -23,18 +27,13 @@ from ..spec.torch_ops import (
 )
 
 __all__ = [
-    "ARG_LIMITS",
     "INFERRED_ARGS",
-    "MAX_ELEMENTS",
-    "MAX_LAYERS",
     "Arguments",
-    "Limit",
     "OpInfo",
     "OpLookupError",
     "arguments_of",
     "function_names",
     "input_names",
-    "limit_problems",
     "module_names",
     "parameter_names",
     "resolve_op",
@@ -231,186 +230,3 @@ def input_names(op: OpInfo) -> list[str] | None:
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
     return [p.name for p in params if p.kind is not p.VAR_POSITIONAL]
-
-
-# -- numeric arguments -----------------------------------------------------------
-
-#: Most elements one tensor may have: a declared input, a node's output (per sample:
-#: the batch dimension is not counted), a parameter. Far beyond any real model, and
-#: far below what makes torch's size arithmetic overflow.
-MAX_ELEMENTS = 2**48
-#: Most layers one recurrent or transformer module may stack (``num_layers``).
-MAX_LAYERS = 10_000
-
-
-@dataclass(frozen=True)
-class Limit:
-    """The values an integer (or each integer of a list) may take.
-
-    ``kind`` is one of: ``size`` (>= 1), ``offset`` (>= 0), ``size_or_infer`` (-1 or
-    >= 1, as in reshape), ``scale`` (a number > 0) and ``dim`` (a dimension of the
-    node's first input: -rank .. rank-1). Values that are not numbers (``'same'``,
-    None) are left to the type checks and to torch.
-    """
-
-    kind: Literal["size", "offset", "size_or_infer", "scale", "dim"]
-    high: int = MAX_ELEMENTS
-
-    def problem(self, value: Any, rank: int | None) -> str | None:
-        """What is wrong with one number, as 'must be ..., got ...'; None if it fits."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        if self.kind == "dim":
-            if not isinstance(value, int) or rank is None or -rank <= value < rank:
-                return None
-            return f"must be in {-rank}..{rank - 1} for an input of {rank} dimensions"
-        if self.kind == "scale":
-            if not value > 0:
-                return "must be > 0"
-        elif not isinstance(value, int):
-            return None
-        elif self.kind == "size" and value < 1:
-            return "must be >= 1"
-        elif self.kind == "offset" and value < 0:
-            return "must be >= 0"
-        elif self.kind == "size_or_infer" and value < 1 and value != -1:
-            return "must be -1 or >= 1"
-        if not value <= self.high:  # also NaN and infinity
-            high = "2**48" if self.high == MAX_ELEMENTS else str(self.high)
-            return f"must be <= {high}"
-        return None
-
-
-_SIZE, _OFFSET, _INFER = Limit("size"), Limit("offset"), Limit("size_or_infer")
-_SCALE, _DIM, _LAYERS = Limit("scale"), Limit("dim"), Limit("size", MAX_LAYERS)
-_CONV = {
-    "in_channels": _SIZE,
-    "out_channels": _SIZE,
-    "kernel_size": _SIZE,
-    "stride": _SIZE,
-    "padding": _OFFSET,
-    "dilation": _SIZE,
-    "groups": _SIZE,
-}
-_CONV_FN = {"stride": _SIZE, "padding": _OFFSET, "dilation": _SIZE, "groups": _SIZE}
-_UNPOOL = {"kernel_size": _SIZE, "stride": _SIZE, "padding": _OFFSET}
-_POOL = {
-    "Max": {**_UNPOOL, "dilation": _SIZE},
-    "Avg": {**_UNPOOL, "divisor_override": _SIZE},
-    "LP": {"kernel_size": _SIZE, "stride": _SIZE},
-}
-_UNFOLD = {"kernel_size": _SIZE, "dilation": _SIZE, "padding": _OFFSET, "stride": _SIZE}
-_FOLD = {"output_size": _SIZE, **_UNFOLD}
-_RESAMPLE = {"size": _SIZE, "scale_factor": _SCALE}
-_RNN = {"input_size": _SIZE, "hidden_size": _SIZE, "num_layers": _LAYERS}
-_ATTENTION = {"d_model": _SIZE, "nhead": _SIZE, "dim_feedforward": _SIZE}
-
-#: The numeric arguments checked before any shape is worked out: op -> argument ->
-#: limit. Ops with shape rules, and those whose arguments size a tensor.
-ARG_LIMITS: dict[str, dict[str, Limit]] = {
-    **{f"Conv{n}d": _CONV for n in (1, 2, 3)},
-    **{f"ConvTranspose{n}d": {**_CONV, "output_padding": _OFFSET} for n in (1, 2, 3)},
-    **{f"conv{n}d": _CONV_FN for n in (1, 2, 3)},
-    **{
-        f"conv_transpose{n}d": {**_CONV_FN, "output_padding": _OFFSET}
-        for n in (1, 2, 3)
-    },
-    **{f"{kind}Pool{n}d": _POOL[kind] for kind in _POOL for n in (1, 2, 3)},
-    **{f"{kind.lower()}_pool{n}d": _POOL[kind] for kind in _POOL for n in (1, 2, 3)},
-    "AvgPool1d": _UNPOOL,  # no divisor_override in 1d
-    "avg_pool1d": _UNPOOL,
-    **{f"MaxUnpool{n}d": _UNPOOL for n in (1, 2, 3)},
-    **{
-        f"FractionalMaxPool{n}d": {"kernel_size": _SIZE, "output_size": _SIZE}
-        for n in (2, 3)
-    },
-    **{
-        f"Adaptive{kind}Pool{n}d": {"output_size": _SIZE}
-        for kind in ("Avg", "Max")
-        for n in (1, 2, 3)
-    },
-    **{
-        f"adaptive_{kind}_pool{n}d": {"output_size": _SIZE}
-        for kind in ("avg", "max")
-        for n in (1, 2, 3)
-    },
-    "Linear": {"in_features": _SIZE, "out_features": _SIZE},
-    "Bilinear": {"in1_features": _SIZE, "in2_features": _SIZE, "out_features": _SIZE},
-    "Embedding": {"num_embeddings": _SIZE, "embedding_dim": _SIZE},
-    "EmbeddingBag": {"num_embeddings": _SIZE, "embedding_dim": _SIZE},
-    "one_hot": {"num_classes": _INFER},
-    **{
-        f"{kind}Norm{n}d": {"num_features": _SIZE}
-        for kind in ("Batch", "Instance")
-        for n in (1, 2, 3)
-    },
-    "SyncBatchNorm": {"num_features": _SIZE},
-    "GroupNorm": {"num_groups": _SIZE, "num_channels": _SIZE},
-    "group_norm": {"num_groups": _SIZE},
-    "LayerNorm": {"normalized_shape": _SIZE},
-    "RMSNorm": {"normalized_shape": _SIZE},
-    "layer_norm": {"normalized_shape": _SIZE},
-    "LocalResponseNorm": {"size": _SIZE},
-    "Upsample": _RESAMPLE,
-    "UpsamplingNearest2d": _RESAMPLE,
-    "UpsamplingBilinear2d": _RESAMPLE,
-    "interpolate": _RESAMPLE,
-    "upsample": _RESAMPLE,
-    "Flatten": {"start_dim": _DIM, "end_dim": _DIM},
-    "flatten": {"start_dim": _DIM, "end_dim": _DIM},
-    "Unflatten": {"dim": _DIM, "unflattened_size": _INFER},
-    "unflatten": {"dim": _DIM, "sizes": _INFER},
-    "reshape": {"shape": _INFER},
-    "chunk": {"chunks": _SIZE, "dim": _DIM},
-    **{name: {"dim": _DIM} for name in ("Softmax", "LogSoftmax", "Softmin", "GLU")},
-    **{name: {"dim": _DIM} for name in ("softmax", "log_softmax", "softmin", "glu")},
-    "PixelShuffle": {"upscale_factor": _SIZE},
-    "PixelUnshuffle": {"downscale_factor": _SIZE},
-    "pixel_shuffle": {"upscale_factor": _SIZE},
-    "pixel_unshuffle": {"downscale_factor": _SIZE},
-    "Fold": _FOLD,
-    "Unfold": _UNFOLD,
-    "fold": _FOLD,
-    "unfold": _UNFOLD,
-    "ChannelShuffle": {"groups": _SIZE},
-    "RNN": _RNN,
-    "LSTM": {**_RNN, "proj_size": _OFFSET},
-    "GRU": _RNN,
-    "RNNCell": {"input_size": _SIZE, "hidden_size": _SIZE},
-    "LSTMCell": {"input_size": _SIZE, "hidden_size": _SIZE},
-    "GRUCell": {"input_size": _SIZE, "hidden_size": _SIZE},
-    "MultiheadAttention": {
-        "embed_dim": _SIZE,
-        "num_heads": _SIZE,
-        "kdim": _SIZE,
-        "vdim": _SIZE,
-    },
-    "TransformerEncoderLayer": _ATTENTION,
-    "TransformerDecoderLayer": _ATTENTION,
-    "Transformer": {
-        **_ATTENTION,
-        "num_encoder_layers": _LAYERS,
-        "num_decoder_layers": _LAYERS,
-    },
-}
-
-
-def limit_problems(
-    op_name: str, arg: str, value: Any, rank: int | None
-) -> list[tuple[int | None, str]]:
-    """What is wrong with an argument's value under ARG_LIMITS: (index in the list or
-    None, 'stride must be >= 1, got 0') for each number out of its range."""
-    limit = ARG_LIMITS.get(op_name, {}).get(arg)
-    if limit is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        items: list[tuple[int | None, Any]] = list(enumerate(value))
-    else:
-        items = [(None, value)]
-    found = []
-    for index, item in items:
-        problem = limit.problem(item, rank)
-        if problem is not None:
-            name = arg if index is None else f"{arg}[{index}]"
-            found.append((index, f"{name} {problem}, got {item!r}"))
-    return found

@@ -1,34 +1,66 @@
 """The compiler's pipeline: one list of passes from validated spec to Python source.
 
-lower_spec      spec -> graph templates (names, ops, references)
-Instantiator    templates -> walked graphs (expressions, repeats, blocks, shapes)
-block_class     walked block uses -> one class per block
-apply_init      init rules and freeze globs -> statements of the model class
-generate_source classes -> Python source
+Each pass is a function of the one ``CompileContext`` (compiler/ir.py): it reads
+what earlier passes filled in and fills in its own part. ``PIPELINE`` runs them in
+order; each pass's seconds are added to its stage's (``CompiledModel.stage_seconds``).
+
+validate        document -> spec (JSON Schema, pydantic)           passes/validate.py
+resolve_params  spec params and overrides -> values                passes/resolve_params.py
+lower           spec -> graph templates (names, ops, references)   passes/lower.py
+infer_shapes    templates -> walked graphs (shapes, blocks)        passes/infer_shapes.py
+assemble        walked graphs -> one class per graph               passes/assemble.py
+apply_init      init rules and freeze globs -> model statements    passes/apply_init.py
+generate        classes -> Python source (compiler/codegen.py)     passes/generate.py
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec.collector import paused_gc
-from ..spec.errors import suggest
 from ..spec.model import SpecModel
-from ..spec.validate import validate_document
 from ..spec.yaml_source import Document
-from .codegen import generate_source
-from .expressions import ExpressionError, Scope, const, resolve_value
-from .graph import ClassIR
-from .passes.apply_init import ModuleEntry, apply_init
+from .ir import ClassIR, CompileContext, GraphResult, ModuleEntry
+from .passes import apply_init, generate, infer_shapes, lower, validate
+from .passes import resolve_params as params
 from .passes.assemble import block_class, model_class
-from .passes.infer_shapes import GraphResult, Instantiator, model_inputs
-from .passes.lower import lower_spec
+from .passes.resolve_params import resolve_params
 
-__all__ = ["CompiledModel", "compile_document", "resolve_params"]
+__all__ = ["PIPELINE", "CompiledModel", "Pass", "compile_document", "resolve_params"]
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass: its name, the stage its time counts to, and its function."""
+
+    name: str
+    stage: str  # a key of CompiledModel.stage_seconds
+    run: Callable[[CompileContext], None]
+
+
+def _assemble(ctx: CompileContext) -> None:
+    """assemble: one class per block (from its uses) and the model's class."""
+    assert ctx.model_template is not None and ctx.result is not None
+    ctx.blocks = [
+        block_class(ctx.document, template, ctx.uses[name])
+        for name, template in ctx.block_templates.items()
+        if name in ctx.uses
+    ]
+    ctx.model = model_class(ctx.model_template, ctx.result)
+
+
+PIPELINE: tuple[Pass, ...] = (
+    Pass("validate", "validate", validate.run),
+    Pass("resolve_params", "resolve", params.run),
+    Pass("lower", "resolve", lower.run),
+    Pass("infer_shapes", "shapes", infer_shapes.run),
+    Pass("assemble", "codegen", _assemble),
+    Pass("apply_init", "codegen", apply_init.run),
+    Pass("generate", "codegen", generate.run),
+)
 
 
 @dataclass
@@ -55,117 +87,31 @@ class CompiledModel:
         return self.model.name
 
 
-def resolve_params(
-    doc: Document, spec: SpecModel, overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The spec's params with overrides applied, expressions among them evaluated in order."""
-    raw = dict(spec.params)
-    for name, value in (overrides or {}).items():
-        if name not in raw:
-            known = ", ".join(raw) or "none"
-            raise doc.error(
-                ("params",) if "params" in doc.data else (),
-                f"unknown param {name!r} was given{suggest(name, list(raw))}; "
-                f"the spec's params: {known}",
-                key=True,
-            )
-        raw[name] = value
-    # One scope, grown as each param is resolved: each value is turned into its
-    # literal once, so the work is linear in the number (and size) of the params.
-    scope = Scope({})
-    resolved: dict[str, Any] = {}
-    for name, value in raw.items():
-        try:
-            val = resolve_value(value, scope)
-        except ExpressionError as exc:
-            raise doc.error(("params", name), f"params.{name}: {exc}") from None
-        resolved[name] = val.value
-        scope.values[name] = val  # a literal: the scope names only literals
-    return resolved
-
-
 def compile_document(
     doc: Document,
     params: Mapping[str, Any] | None = None,
     allow_imports: Iterable[str] = (),
 ) -> CompiledModel:
     """Validate, resolve, infer shapes and generate source. Raises SpecError."""
+    ctx = CompileContext(doc, params, frozenset(allow_imports))
+    seconds: dict[str, float] = {}
     with paused_gc():  # see spec/collector.py: linear time, not quadratic
-        return _compile(doc, params, allow_imports)
-
-
-def _compile(
-    doc: Document, params: Mapping[str, Any] | None, allow_imports: Iterable[str]
-) -> CompiledModel:
-    clock = _Clock()
-    spec = validate_document(doc)
-    clock.lap("validate")
-    values = resolve_params(doc, spec, params)
-    model_template, block_templates = lower_spec(
-        doc, spec, values, frozenset(allow_imports)
+        for step in PIPELINE:
+            start = time.perf_counter()
+            step.run(ctx)
+            seconds[step.stage] = seconds.get(step.stage, 0.0) + (
+                time.perf_counter() - start
+            )
+    assert ctx.spec is not None and ctx.model is not None and ctx.result is not None
+    return CompiledModel(
+        doc,
+        ctx.spec,
+        ctx.params,
+        ctx.model,
+        ctx.blocks,
+        ctx.result,
+        ctx.modules,
+        ctx.source,
+        ctx.weights,
+        seconds,
     )
-    clock.lap("resolve")
-    instantiator = Instantiator(doc, block_templates)
-    result = instantiator.run(
-        model_template,
-        {k: const(v) for k, v in values.items()},
-        model_inputs(spec.inputs),
-        symbolic=False,
-    )
-    clock.lap("shapes")
-    blocks = [
-        block_class(doc, block_templates[name], instantiator.uses[name])
-        for name in block_templates
-        if name in instantiator.uses
-    ]
-    model = model_class(model_template, result)
-    modules = apply_init(model, spec, doc, values)
-    imports = sorted(
-        {
-            m.op.import_module
-            for cls in [model, *blocks]
-            for m in _all_modules(cls)
-            if m.op.import_module
-        }
-        | {
-            c.callee.rsplit(".", 1)[0]
-            for cls in [model, *blocks]
-            for c in cls.calls
-            if not c.callee.startswith(("self.", "torch.", "F."))
-        }
-    )
-    source = generate_source(model, blocks, os.path.basename(doc.path), imports)
-    weights = [("", spec.weights, ("weights",))] if spec.weights is not None else []
-    weights += [
-        (node.name, node.weights, (*node.path, "weights"))
-        for node in model_template.nodes
-        if node.weights is not None
-    ]
-    clock.lap("codegen")
-    compiled = CompiledModel(
-        doc, spec, values, model, blocks, result, modules, source, weights
-    )
-    compiled.stage_seconds = clock.seconds
-    return compiled
-
-
-class _Clock:
-    """Seconds between laps, by the name of the stage each lap ends."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = now - self._last
-        self._last = now
-
-
-def _all_modules(cls: ClassIR) -> Iterable[Any]:
-    stack = list(cls.modules)
-    while stack:
-        module = stack.pop()
-        yield module
-        if module.block is None:
-            stack.extend(module.children)

@@ -1,24 +1,44 @@
-"""Closed-form shape rules for the common ops: op name -> rule.
+"""Closed-form shape rules for the common ops (``op_table.py`` says which op has which).
 
 A rule takes the op's tensor inputs and its bound arguments and returns the output
 value, with symbolic sizes where the output's size follows from an argument. It
 raises ShapeError for inputs the op cannot take, and Fallback where it does not
-cover a variant: then the shape is found by running the op on the meta device.
+cover a variant (an argument it does not read the type of, say): then the shape is
+found by running the op on the meta device. Any other exception is a bug in the
+rule, and the compiler reports it as one.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .expressions import Val
-from .values import TensorValue, Value, render_shape
+from .values import TensorValue, Value
 
-__all__ = ["FUNCTION_PARAMS", "RULES", "Fallback", "ShapeCall", "ShapeError"]
+__all__ = [
+    "Fallback",
+    "Rule",
+    "ShapeCall",
+    "ShapeError",
+    "ShapeRuleBug",
+    "adaptive_pool",
+    "broadcast",
+    "cat",
+    "conv",
+    "embedding",
+    "flatten_function",
+    "flatten_module",
+    "layer_norm",
+    "linear",
+    "norm",
+    "pool",
+    "same",
+    "upsample",
+]
 
 
 class ShapeError(Exception):
@@ -35,6 +55,11 @@ class ShapeError(Exception):
 
 class Fallback(Exception):
     """The rule does not cover this case: use meta execution."""
+
+
+class ShapeRuleBug(Exception):
+    """A shape rule raised something other than ShapeError or Fallback: a bug in
+    nnspec, reported as one (naming the op and the rule), never run around."""
 
 
 @dataclass
@@ -73,22 +98,6 @@ class ShapeCall:
 
 
 Rule = Callable[[ShapeCall], Value]
-RULES: dict[str, Rule] = {}
-#: Parameters of functional rules, in positional order, with defaults.
-FUNCTION_PARAMS: dict[str, tuple[tuple[str, Any], ...]] = {}
-
-
-def _rule(
-    *names: str, params: tuple[tuple[str, Any], ...] = ()
-) -> Callable[[Rule], Rule]:
-    def register(fn: Rule) -> Rule:
-        for name in names:
-            RULES[name] = fn
-            if params or name[:1].islower():
-                FUNCTION_PARAMS[name] = params
-        return fn
-
-    return register
 
 
 def _ntuple(value: Any, n: int, what: str) -> tuple[int, ...]:
@@ -125,35 +134,13 @@ def _check_size(call: ShapeCall, arg: str, x: TensorValue, dim: int) -> None:
         )
 
 
-def _same(call: ShapeCall) -> Value:
+def same(call: ShapeCall) -> Value:
+    """Elementwise ops: the output is the one input's shape."""
     return call.only_tensor()
 
 
-@_rule(
-    "Identity", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU",
-    "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Hardtanh", "Hardswish", "Hardsigmoid",
-    "Softplus", "Softsign", "Tanhshrink", "Softshrink", "Hardshrink", "LogSigmoid",
-    "Threshold", "Softmax", "LogSoftmax", "Softmin", "Softmax2d", "Dropout", "Dropout1d",
-    "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-    "TransformerEncoderLayer",
-)  # fmt: skip
-def _elementwise_module(call: ShapeCall) -> Value:
-    return call.only_tensor()
-
-
-_ELEMENTWISE_FUNCTIONS = (
-    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
-    "tanh", "hardtanh", "hardswish", "hardsigmoid", "softplus", "softsign", "logsigmoid",
-    "softmax", "log_softmax", "softmin", "dropout", "dropout1d", "dropout2d", "dropout3d",
-    "alpha_dropout", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "square", "sin", "cos",
-    "clamp", "clip", "normalize", "sign", "floor", "ceil", "round", "reciprocal",
-)  # fmt: skip
-for _name in _ELEMENTWISE_FUNCTIONS:
-    RULES[_name] = _same
-    FUNCTION_PARAMS[_name] = ()
-
-
-def _broadcast(call: ShapeCall) -> Value:
+def broadcast(call: ShapeCall) -> Value:
+    """Binary elementwise functions: the inputs' shapes broadcast."""
     tensors = [v for v in call.inputs if isinstance(v, TensorValue)]
     if len(tensors) != len(call.inputs) or not tensors:
         raise Fallback
@@ -184,16 +171,8 @@ def _broadcast(call: ShapeCall) -> Value:
     return first.with_shape(shape, sym)
 
 
-_BROADCAST_FUNCTIONS = (
-    "add", "sub", "mul", "div", "maximum", "minimum", "pow", "true_divide", "multiply",
-    "subtract", "divide", "atan2", "fmod", "remainder",
-)  # fmt: skip
-for _name in _BROADCAST_FUNCTIONS:
-    RULES[_name] = _broadcast
-    FUNCTION_PARAMS[_name] = ()
-
-
-def _conv_like(call: ShapeCall, n: int, transposed: bool) -> Value:
+def conv(call: ShapeCall, n: int, transposed: bool) -> Value:
+    """ConvNd and ConvTransposeNd."""
     x = call.only_tensor()
     _expect_rank(call, x, (n + 2,), "(B, C, " + ", ".join("DHW"[3 - n :]) + ")")
     _check_size(call, "in_channels", x, 1)
@@ -241,13 +220,7 @@ def _conv_like(call: ShapeCall, n: int, transposed: bool) -> Value:
     )
 
 
-for _n in (1, 2, 3):
-    RULES[f"Conv{_n}d"] = functools.partial(_conv_like, n=_n, transposed=False)
-    RULES[f"ConvTranspose{_n}d"] = functools.partial(_conv_like, n=_n, transposed=True)
-
-
-@_rule("Linear")
-def _linear(call: ShapeCall) -> Value:
+def linear(call: ShapeCall) -> Value:
     x = call.only_tensor()
     if x.rank < 2:
         raise ShapeError(
@@ -260,29 +233,20 @@ def _linear(call: ShapeCall) -> Value:
     )
 
 
-def _norm(call: ShapeCall, ranks: tuple[int, ...], arg: str) -> Value:
+def norm(call: ShapeCall, ranks: tuple[int, ...], arg: str) -> Value:
     x = call.only_tensor()
     _expect_rank(call, x, ranks, "(B, C, ...)")
     _check_size(call, arg, x, 1)
     return x
 
 
-for _n, _ranks in ((1, (2, 3)), (2, (4,)), (3, (5,))):
-    RULES[f"BatchNorm{_n}d"] = functools.partial(
-        _norm, ranks=_ranks, arg="num_features"
-    )
-    RULES[f"InstanceNorm{_n}d"] = functools.partial(
-        _norm, ranks=_ranks, arg="num_features"
-    )
-RULES["SyncBatchNorm"] = lambda call: _norm(call, (2, 3, 4, 5), "num_features")
-RULES["GroupNorm"] = lambda call: _norm(call, (2, 3, 4, 5), "num_channels")
-
-
-@_rule("LayerNorm", "RMSNorm")
-def _layer_norm(call: ShapeCall) -> Value:
+def layer_norm(call: ShapeCall) -> Value:
     x = call.only_tensor()
     shape = call.arg("normalized_shape")
-    shape = [shape] if isinstance(shape, int) else list(shape)
+    try:
+        shape = [shape] if isinstance(shape, int) else list(shape)
+    except TypeError:
+        raise Fallback from None  # not a size or sizes: torch says what it takes
     if list(x.shape[x.rank - len(shape) :]) != shape or len(shape) >= x.rank:
         raise ShapeError(
             f"{call.op} normalises the last dimensions {shape}, but its input is "
@@ -292,7 +256,7 @@ def _layer_norm(call: ShapeCall) -> Value:
     return x
 
 
-def _pool(call: ShapeCall, n: int, has_dilation: bool) -> Value:
+def pool(call: ShapeCall, n: int, has_dilation: bool) -> Value:
     x = call.only_tensor()
     _expect_rank(call, x, (n + 1, n + 2), "(B, C, " + ", ".join("DHW"[3 - n :]) + ")")
     if call.arg("return_indices", False):
@@ -334,12 +298,7 @@ def _floordiv(sym: ast.expr | None, k: int) -> ast.expr | None:
     return ast.BinOp(sym, ast.FloorDiv(), ast.Constant(k))
 
 
-for _n in (1, 2, 3):
-    RULES[f"MaxPool{_n}d"] = functools.partial(_pool, n=_n, has_dilation=True)
-    RULES[f"AvgPool{_n}d"] = functools.partial(_pool, n=_n, has_dilation=False)
-
-
-def _adaptive_pool(call: ShapeCall, n: int) -> Value:
+def adaptive_pool(call: ShapeCall, n: int) -> Value:
     x = call.only_tensor()
     _expect_rank(call, x, (n + 1, n + 2), "(B, C, ...)")
     if call.arg("return_indices", False):
@@ -348,24 +307,31 @@ def _adaptive_pool(call: ShapeCall, n: int) -> Value:
     sizes = list(size) if isinstance(size, (list, tuple)) else [size] * n
     if len(sizes) != n:
         raise ShapeError(f"{call.op} output_size needs {n} values, received {size}")
+    if not all(s is None or _converts_to_int(s) for s in sizes):
+        raise Fallback  # not sizes: torch says what it takes
     lead = x.rank - n
     out = [x.shape[lead + i] if s is None else s for i, s in enumerate(sizes)]
     sym = [x.sym[lead + i] if s is None else None for i, s in enumerate(sizes)]
     return x.with_shape((*x.shape[:lead], *out), (*x.sym[:lead], *sym))
 
 
-for _n in (1, 2, 3):
-    RULES[f"AdaptiveAvgPool{_n}d"] = functools.partial(_adaptive_pool, n=_n)
-    RULES[f"AdaptiveMaxPool{_n}d"] = functools.partial(_adaptive_pool, n=_n)
+def _converts_to_int(value: Any) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _flatten_shape(call: ShapeCall, start: int, end: int) -> Value:
     x = call.only_tensor()
-    if x.rank == 0:
+    if x.rank == 0 or not all(isinstance(v, (int, float)) for v in (start, end)):
         raise Fallback
     start, end = start % x.rank, end % x.rank
     if start > end:
         raise ShapeError(f"flatten start_dim {start} comes after end_dim {end}")
+    if not isinstance(start, int) or not isinstance(end, int):
+        raise Fallback  # not dims: torch says what it takes
     if x.batch_dim is not None and start <= x.batch_dim <= end and start != end:
         raise Fallback
     merged = math.prod(x.shape[start : end + 1])
@@ -381,18 +347,15 @@ def _flatten_shape(call: ShapeCall, start: int, end: int) -> Value:
     )
 
 
-@_rule("Flatten")
-def _flatten_module(call: ShapeCall) -> Value:
+def flatten_module(call: ShapeCall) -> Value:
     return _flatten_shape(call, call.arg("start_dim", 1), call.arg("end_dim", -1))
 
 
-@_rule("flatten", params=(("start_dim", 0), ("end_dim", -1)))
-def _flatten_function(call: ShapeCall) -> Value:
+def flatten_function(call: ShapeCall) -> Value:
     return _flatten_shape(call, call.arg("start_dim", 0), call.arg("end_dim", -1))
 
 
-@_rule("cat", "concat", "concatenate", params=(("dim", 0),))
-def _cat(call: ShapeCall) -> Value:
+def cat(call: ShapeCall) -> Value:
     tensors = [v for v in call.inputs if isinstance(v, TensorValue)]
     if len(tensors) != len(call.inputs) or not tensors:
         raise Fallback
@@ -431,8 +394,7 @@ def _cat(call: ShapeCall) -> Value:
     return first.with_shape(shape, out_sym)
 
 
-@_rule("Upsample")
-def _upsample(call: ShapeCall) -> Value:
+def upsample(call: ShapeCall) -> Value:
     x = call.only_tensor()
     n = x.rank - 2
     if n < 1:
@@ -448,11 +410,16 @@ def _upsample(call: ShapeCall) -> Value:
             raise ShapeError(
                 f"Upsample scale_factor needs {n} values, received {scale}"
             )
-        out = [math.floor(x.shape[2 + i] * float(scales[i])) for i in range(n)]
-        sym = [
-            _times(x.sym[2 + i], scales[i]) if float(scales[i]).is_integer() else None
-            for i in range(n)
-        ]
+        try:
+            out = [math.floor(x.shape[2 + i] * float(scales[i])) for i in range(n)]
+            sym = [
+                _times(x.sym[2 + i], scales[i])
+                if float(scales[i]).is_integer()
+                else None
+                for i in range(n)
+            ]
+        except (TypeError, ValueError):
+            raise Fallback from None  # not numbers: torch says what it takes
         return x.with_shape((*x.shape[:2], *out), (*x.sym[:2], *sym))
     else:
         raise ShapeError("Upsample needs size or scale_factor")
@@ -465,8 +432,7 @@ def _times(sym: ast.expr | None, factor: float) -> ast.expr | None:
     return ast.BinOp(sym, ast.Mult(), ast.Constant(int(factor)))
 
 
-@_rule("Embedding")
-def _embedding(call: ShapeCall) -> Value:
+def embedding(call: ShapeCall) -> Value:
     x = call.only_tensor()
     if x.dtype.is_floating_point or x.dtype.is_complex:
         raise ShapeError(
@@ -480,14 +446,3 @@ def _embedding(call: ShapeCall) -> Value:
         (*x.sym, call.sym("embedding_dim")),
         dtype=torch.get_default_dtype(),
     )
-
-
-def describe_mismatch(a: TensorValue, b: TensorValue) -> str:
-    """'[B,64,32,32] and [B,64,31,31] differ in dim 3'."""
-    for k, (m, n) in enumerate(zip(a.shape, b.shape)):
-        if m != n:
-            return f"{a.render()} and {b.render()} differ in dim {k}"
-    return f"{a.render()} and {b.render()} have different ranks"
-
-
-__all__ += ["describe_mismatch", "render_shape"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .expressions import Val, const
+from .expressions import Val
 
 __all__ = ["BATCH", "TensorValue", "TupleValue", "Value", "render_shape"]
 
@@ -96,7 +96,3 @@ def render_shape(shape: tuple[int, ...], batch_dim: int | None = 0) -> str:
         + ",".join("B" if k == batch_dim else str(n) for k, n in enumerate(shape))
         + "]"
     )
-
-
-def const_dims(shape: tuple[int, ...]) -> tuple[ast.expr, ...]:
-    return tuple(const(n).sym for n in shape)  # type: ignore[misc]

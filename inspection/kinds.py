@@ -3,7 +3,7 @@
 The summary and the pictures share one vocabulary, ``NodeKind``. What a statement of a
 generated ``forward`` is (a module call, a shared layer's second call, a tensor
 function) is read from the compiler's class IR here and nowhere else: ``calls_module``
-and ``call_kind`` are the only places that look at how the IR spells a call. The
+and ``call_kind`` read the call's kind (``CallKind``) that the compiler records. The
 compiler's op kinds map onto it as: ``module`` and ``factory`` ops are ``MODULE``,
 ``block`` ops ``BLOCK``, ``function`` ops ``FUNCTION``; a repeated node is a
 ``REPEAT`` whatever its op.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ..compiler.graph import Call, ClassIR, ModuleDef
+from ..compiler.ir import Call, CallKind, ClassIR, ModuleDef
 
 __all__ = ["NodeKind", "call_kind", "called_module", "calls_module", "module_kind"]
 
@@ -43,7 +43,7 @@ class NodeKind(str, Enum):
 
 def calls_module(call: Call) -> bool:
     """Whether a statement calls one of its class's modules (``self.<name>``)."""
-    return call.callee.startswith("self.")
+    return call.kind is not CallKind.FUNCTION
 
 
 def called_module(cls: ClassIR, call: Call) -> ModuleDef | None:
@@ -69,6 +69,6 @@ def call_kind(cls: ClassIR, call: Call) -> NodeKind:
     module = called_module(cls, call)
     if module is None:
         return NodeKind.FUNCTION
-    if call.op.startswith("use "):
+    if call.kind is CallKind.SHARED:
         return NodeKind.USE
     return module_kind(module)

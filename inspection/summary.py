@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..compiler.graph import ClassIR
+from ..compiler.ir import ClassIR
 from ..compiler.pipeline import CompiledModel
 from ..compiler.values import BATCH, TensorValue, Value
 from ..spec.errors import SpecError

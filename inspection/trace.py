@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..compiler.graph import Call, ClassIR, ModuleDef, Ref
+from ..compiler.ir import Call, ClassIR, ModuleDef, Ref
 from ..compiler.pipeline import CompiledModel
 from .kinds import NodeKind, call_kind, called_module, calls_module, module_kind
 from .records import NodeSummary, runtime_value

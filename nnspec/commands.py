@@ -20,6 +20,7 @@ import yaml
 
 from nnspec.api import Spec, confined, load, loads
 from nnspec.compiler.pyformat import GeneratedSourceError
+from nnspec.compiler.shape_rules import ShapeRuleBug
 from nnspec.spec.errors import SpecError
 from nnspec.spec.version import __version__
 from nnspec.spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
@@ -173,7 +174,7 @@ def run_command(
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
-    except GeneratedSourceError as exc:
+    except (GeneratedSourceError, ShapeRuleBug) as exc:
         print(
             f"error: internal error: {exc}; this is a bug in nnspec, not a mistake in "
             "the spec (nothing was written)",

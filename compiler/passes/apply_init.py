@@ -1,4 +1,9 @@
-"""Pass: the spec's ``init`` rules and ``freeze`` globs -> statements of the model class."""
+"""Pass: the spec's ``init`` rules and ``freeze`` globs -> statements of the model class.
+
+Takes ``ctx.model``, ``ctx.spec`` and ``ctx.params``; fills the model class's
+``init`` and ``freeze`` and gives ``ctx.modules`` (every module of the model, by
+dotted path).
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,20 @@ import ast
 import fnmatch
 import inspect
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.init as nn_init
 
-from ...spec.errors import SpecError, suggest
+from ...spec.errors import suggest
 from ...spec.model import SpecModel
 from ...spec.yaml_source import Document
 from ..expressions import ExpressionError, Scope, const, literal_ast, resolve_value
-from ..graph import ClassIR, InitStatement, ModuleDef
+from ..ir import ClassIR, CompileContext, InitStatement, ModuleDef, ModuleEntry
 
-__all__ = ["ModuleEntry", "apply_init", "walk_modules"]
+__all__ = ["ModuleEntry", "apply_init", "run", "walk_modules"]
 
 _GLOB_CHARS = set("*?[")
-
-
-@dataclass(frozen=True)
-class ModuleEntry:
-    """A module of the built model: its dotted path, class, and direct parameters."""
-
-    path: str
-    class_name: str
-    params: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...] = ()
-    kinds: tuple[str, ...] = ()  # its class and torch.nn base classes, by name
-
-    def shape_of(self, param: str) -> tuple[int, ...]:
-        return self.shapes[self.params.index(param)]
 
 
 def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleEntry]:
@@ -89,16 +79,13 @@ class _InitRules:
         self.initializers = _initializers()
         self._tried: set[tuple[Any, ...]] = set()
 
-    def fail(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
-        return self.doc.error(path, message, key=key)
-
     def value(self, raw: Any, path: tuple, what: str) -> Any:
         """An initialiser argument with its ``${...}`` expressions evaluated (in the
         model's params): the generated code holds the value as a literal."""
         try:
             return resolve_value(raw, self.scope).value
         except ExpressionError as exc:
-            raise self.fail(path, f"{what}: {exc}") from None
+            raise self.doc.error(path, f"{what}: {exc}") from None
 
     def initializer(
         self, raw: Any, path: tuple
@@ -110,13 +97,13 @@ class _InitRules:
         elif isinstance(raw, dict) and len(raw) == 1:
             name, args = next(iter(raw.items()))
         else:
-            raise self.fail(
+            raise self.doc.error(
                 path,
                 "an initialiser is a name (xavier_normal) or a one-key mapping "
                 "({normal: {mean: 0.0, std: 0.01}}, {constant: 0.3})",
             )
         if name not in self.initializers:
-            raise self.fail(
+            raise self.doc.error(
                 path,
                 f"unknown initialiser {name!r}"
                 + suggest(name, list(self.initializers))
@@ -131,7 +118,7 @@ class _InitRules:
         if isinstance(args, dict):
             for key, value in args.items():
                 if key not in params:
-                    raise self.fail(
+                    raise self.doc.error(
                         (*path, name, key),
                         f"{name} has no argument {key!r}"
                         + suggest(key, params)
@@ -151,7 +138,7 @@ class _InitRules:
             raw_args = [self.value(args, (*path, name), name)]
             positional = [literal_ast(raw_args[0])]
         if len(positional) > len(params):
-            raise self.fail(path, f"{name} takes at most {len(params)} arguments")
+            raise self.doc.error(path, f"{name} takes at most {len(params)} arguments")
         return name, positional, keywords, raw_args, raw_kwargs
 
     def try_on(
@@ -173,7 +160,7 @@ class _InitRules:
             self.initializers[name](torch.empty(shape, device="meta"), *args, **kwargs)
         except Exception as exc:
             shown = ".".join([entry.path, param])
-            raise self.fail(
+            raise self.doc.error(
                 path, f"{name} cannot initialise {shown} (shape {list(shape)}): {exc}"
             ) from None
 
@@ -186,7 +173,7 @@ class _InitRules:
                 e for e in self.entries if _matches(rule.match, e, self.class_names)
             ]
             if not matched:
-                raise self.fail(
+                raise self.doc.error(
                     (*rule_path, "match"),
                     f"init rule matches no module: {rule.match!r} is neither an op in this "
                     "model nor a node path"
@@ -199,7 +186,7 @@ class _InitRules:
                 hits = [e for e in matched if param in e.params]
                 if not hits:
                     have = sorted({p for e in matched for p in e.params})
-                    raise self.fail(
+                    raise self.doc.error(
                         (*rule_path, param),
                         f"init rule {rule.match!r}: none of the matching modules has a "
                         f"parameter {param!r}"
@@ -275,3 +262,8 @@ def apply_init(
     if spec.freeze:
         model.freeze = _freeze(doc, spec, entries)
     return entries
+
+
+def run(ctx: CompileContext) -> None:
+    assert ctx.model is not None and ctx.spec is not None
+    ctx.modules = apply_init(ctx.model, ctx.spec, ctx.document, ctx.params)

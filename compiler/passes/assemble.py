@@ -7,9 +7,7 @@ import ast
 from ...spec.errors import SpecError
 from ...spec.yaml_source import Document
 from ..expressions import literal_ast
-from ..graph import ClassIR, CtorParam, GraphTemplate
-from .infer_shapes import BlockUse, GraphResult
-from .lower import ParamDecl
+from ..ir import BlockUse, ClassIR, CtorParam, GraphResult, GraphTemplate, ParamDecl
 
 __all__ = ["block_class", "model_class"]
 

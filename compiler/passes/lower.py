@@ -1,14 +1,20 @@
-"""Pass: validated spec -> graph templates (names given, ops and references resolved)."""
+"""Pass: validated spec -> graph templates (names given, ops and references resolved).
+
+Takes ``ctx.spec`` and ``ctx.params``; gives ``ctx.model_template``,
+``ctx.block_templates`` and ``ctx.weights`` (the weights to load at build time).
+Every problem found is reported at once, in the order of the spec.
+"""
 
 from __future__ import annotations
 
 import keyword
 from typing import Any
 
-from ...spec.errors import Diagnostic, SpecError, suggest
+from ...spec.errors import suggest
 from ...spec.model import BlockParam, NodeSpec, SpecModel
 from ...spec.yaml_source import Document
-from ..graph import GraphTemplate, NodeTemplate, Outputs, Ref
+from ..hints import inputs_by_name, unknown_op_hint
+from ..ir import CompileContext, GraphTemplate, NodeTemplate, ParamDecl
 from ..names import Namespace, class_name_problem, name_problem, snake_case
 from ..ops import (
     OpInfo,
@@ -18,10 +24,9 @@ from ..ops import (
     module_names,
     resolve_op,
 )
+from ..references import References
 
-__all__ = ["ParamDecl", "inputs_by_name", "lower_spec"]
-
-_RESERVED_NODE_KEYS = {"op", "name", "in", "args", "repeat", "use"}
+__all__ = ["lower_spec", "run"]
 
 
 def _valid_argument(key: str) -> bool:
@@ -33,78 +38,15 @@ def _valid_argument(key: str) -> bool:
     )
 
 
-# Names that are not ops, and what to write instead.
-_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
-_TENSOR_HOLDERS = ("Parameter", "ParameterList", "ParameterDict", "Buffer")
-
-
-def _unknown_op_hint(op: str) -> str:
-    """What to write for a name that looks like an op but is not one."""
-    name = op.rpartition(".")[2]
-    if name in _CONTAINERS:
-        return (
-            "; containers are not ops: write the layers in a block (blocks:) and use "
-            "the block as the op, or repeat: N for chained copies of a layer"
-        )
-    if name in _TENSOR_HOLDERS:
-        return (
-            f"; a bare {name} is not a layer: write a custom module that holds it "
-            "(an nn.Module class in your package, op: package.module:Name, compiled "
-            "with --allow-import package)"
-        )
-    return ""
-
-
-def inputs_by_name(op: OpInfo, given: Any, key: str, ref: str) -> str:
-    """``in: {query: x, key: x, value: x, attn_mask: mask}``: the node's inputs given by
-    name, with ``ref`` added as its input ``key`` (``given``: the node's ``in``, written
-    or lowered)."""
-    names = input_names(op) or []
-    if isinstance(given, (str, Ref)):
-        given = [given]
-    entries: list[str] = []
-    if isinstance(given, dict):
-        entries = [f"{k}: {v}" for k, v in given.items() if k != key]
-    elif isinstance(given, list) and len(given) <= len(names):
-        entries = [f"{n}: {r}" for n, r in zip(names, given) if n != key]
-    elif given:
-        entries = ["..."]
-    return "in: {" + ", ".join([*entries, f"{key}: {ref}"]) + "}"
-
-
-class ParamDecl:
-    """A block parameter: its type ('any' when undeclared), default, and whether required."""
-
-    def __init__(
-        self, type_: str, default: Any, required: bool, doc: str | None
-    ) -> None:
-        self.type = type_
-        self.default = default
-        self.required = required
-        self.doc = doc
-
-
-class _Lowering:
+class _Lowering(References):
     def __init__(
         self, doc: Document, spec: SpecModel, allow_imports: frozenset[str]
     ) -> None:
-        self.doc = doc
+        super().__init__(doc)
         self.spec = spec
         self.allow_imports = allow_imports
-        self.errors: list[Diagnostic] = []
         self.block_decls: dict[str, dict[str, ParamDecl]] = {}
-        # Names of nodes of the graph being lowered that failed to lower: references
-        # to them are not reported again (the node's own error is the root cause).
-        self.failed: set[str] = set()
         self._written_in: Any = None  # the 'in' of the node whose arguments are checked
-
-    def error(self, path: tuple, message: str, *, key: bool = False) -> None:
-        self.errors.append(self.doc.diagnostic(path, message, key=key))
-
-    def raise_errors(self) -> None:
-        if self.errors:
-            errors = sorted(self.errors, key=lambda d: (d.line, d.column))
-            raise SpecError(diagnostics=errors, source=self.doc.source)
 
     # -- graphs ---------------------------------------------------------------
 
@@ -210,7 +152,7 @@ class _Lowering:
                 op = resolve_op(raw.op, self.spec.blocks, self.allow_imports)
             except OpLookupError as exc:
                 named = f"node {raw.name!r}: " if raw.name else ""
-                self.error(op_path, f"{named}{exc}{_unknown_op_hint(raw.op)}")
+                self.error(op_path, f"{named}{exc}{unknown_op_hint(raw.op)}")
                 return None
             default = snake_case(raw.op)
             if raw.name is not None and op.kind != "function":
@@ -385,144 +327,6 @@ class _Lowering:
                     key=True,
                 )
 
-    def check_use(
-        self,
-        target: str,
-        path: tuple,
-        defined: dict[str, NodeTemplate | None],
-        later: dict,
-    ) -> None:
-        if target not in defined or defined[target] is None:
-            if target in self.failed:
-                return  # that node's own error says what is wrong
-            if target in later:
-                self.error(path, f"'use: {target}' refers to a node defined later")
-            elif target in defined:
-                self.error(path, f"'use: {target}' names an input, not a layer")
-            else:
-                self.error(
-                    path,
-                    f"'use: {target}': no earlier node is called {target!r}"
-                    + suggest(target, [n for n, t in defined.items() if t is not None]),
-                )
-            return
-        node = defined[target]
-        assert node is not None
-        if node.use is not None:
-            self.error(
-                path,
-                f"'use: {target}' names a use node; name the original, {node.use!r}",
-            )
-        elif node.op is not None and node.op.kind == "function":
-            self.error(
-                path,
-                f"'use: {target}': {target!r} is the function {node.op.name!r}, which holds no "
-                "module to share",
-            )
-
-    def parse_ref(
-        self,
-        text: Any,
-        path: tuple,
-        defined: dict[str, NodeTemplate | None],
-        later: dict[str, tuple],
-        label: str,
-    ) -> Ref | None:
-        if not isinstance(text, str):
-            self.error(
-                path,
-                f"{label}: a reference is a node or input name, received {text!r}",
-            )
-            return None
-        name, *rest = text.split(".")
-        try:
-            index = tuple(int(p) for p in rest)
-        except ValueError:
-            self.error(
-                path,
-                f"{label}: bad reference {text!r}: after the name come only element "
-                "numbers (lstm.0)",
-            )
-            return None
-        if name not in defined:
-            if name in self.failed:
-                return None  # that node's own error says what is wrong
-            if name in later:
-                line = self.doc.where(later[name])[0]
-                self.error(
-                    path,
-                    f"{label}: {name!r} is defined later in the graph (line {line}); a "
-                    "node can only take earlier nodes or inputs",
-                )
-            else:
-                self.error(
-                    path,
-                    f"{label}: unknown reference {name!r}"
-                    + suggest(name, list(defined))
-                    + f"; known here: {', '.join(defined) or 'none'}",
-                )
-            return None
-        return Ref(name, index, path)
-
-    def refs(
-        self,
-        raw: Any,
-        path: tuple,
-        defined: dict[str, NodeTemplate | None],
-        later: dict[str, tuple],
-        inputs: list[str],
-        first: bool,
-        label: str,
-    ) -> list[Ref] | dict[str, Ref] | None:
-        if raw is None:
-            # The first node takes the first input; later ones the previous node.
-            return [Ref(inputs[0], (), path)] if first and inputs else None
-        if isinstance(raw, str):
-            ref = self.parse_ref(raw, path, defined, later, label)
-            return [ref] if ref else []
-        if isinstance(raw, list):
-            found = [
-                self.parse_ref(r, (*path, i), defined, later, label)
-                for i, r in enumerate(raw)
-            ]
-            return [r for r in found if r is not None]
-        found_map = {
-            k: self.parse_ref(v, (*path, k), defined, later, label)
-            for k, v in raw.items()
-        }
-        for key in raw:
-            if not key.isidentifier() or keyword.iskeyword(key):
-                self.error((*path, key), f"{key!r} is not a valid input name", key=True)
-        return {k: r for k, r in found_map.items() if r is not None}
-
-    def outputs(
-        self,
-        raw: Any,
-        path: tuple,
-        defined: dict[str, NodeTemplate | None],
-        nodes: list[NodeTemplate],
-    ) -> Outputs:
-        if raw is None:
-            last = nodes[-1].name if nodes else next(iter(defined), "x")
-            return Outputs("single", [Ref(last, (), path)], path=path)
-        if isinstance(raw, str):
-            ref = self.parse_ref(raw, path, defined, {}, "outputs")
-            return Outputs("single", [ref] if ref else [], path=path)
-        if isinstance(raw, list):
-            found = [
-                self.parse_ref(r, (*path, i), defined, {}, "outputs")
-                for i, r in enumerate(raw)
-            ]
-            return Outputs("tuple", [r for r in found if r], path=path)
-        keys: list[str] = []
-        refs: list[Ref] = []
-        for key, value in raw.items():
-            ref = self.parse_ref(value, (*path, key), defined, {}, "outputs")
-            if ref:
-                keys.append(key)
-                refs.append(ref)
-        return Outputs("dict", refs, keys, path=path)
-
     # -- blocks ---------------------------------------------------------------
 
     def block_params(self, name: str, params: dict[str, Any]) -> dict[str, ParamDecl]:
@@ -621,3 +425,17 @@ def lower_spec(
     )
     lowering.raise_errors()
     return model, blocks
+
+
+def run(ctx: CompileContext) -> None:
+    assert ctx.spec is not None
+    spec = ctx.spec
+    model, blocks = lower_spec(ctx.document, spec, ctx.params, ctx.allow_imports)
+    ctx.model_template, ctx.block_templates = model, blocks
+    weights = [("", spec.weights, ("weights",))] if spec.weights is not None else []
+    weights += [
+        (node.name, node.weights, (*node.path, "weights"))
+        for node in model.nodes
+        if node.weights is not None
+    ]
+    ctx.weights = weights

@@ -1,7 +1,7 @@
 """Numeric arguments, tensor sizes, output paths and graph labels: what a spec's numbers
 and names can do, and what they cannot.
 
-Every numeric argument in ops.ARG_LIMITS is tried with zero, a negative and a huge
+Every numeric argument in op_table.ARG_LIMITS is tried with zero, a negative and a huge
 value: each ends in a SpecError at the value, naming the node, the argument and the
 range, before any shape is worked out or any tensor made. Sizes past 2**48 elements
 are refused, meta runs make nothing outside the meta device, compile-model never
@@ -19,10 +19,9 @@ import pytest
 
 import nnspec
 from nnspec.cli import compile_main, main
+from nnspec.compiler.op_table import ARG_LIMITS, MAX_LAYERS
 from nnspec.compiler.ops import (
-    ARG_LIMITS,
     INFERRED_ARGS,
-    MAX_LAYERS,
     arguments_of,
     parameter_names,
     resolve_op,

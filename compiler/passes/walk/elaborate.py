@@ -1,0 +1,287 @@
+"""Elaborating a node: one template node -> the modules and calls of its class.
+
+Takes a node template with its input references and values; expands its repeat
+(copies chained one after another: an ``nn.Sequential`` of modules, or a function
+called again on its own output), resolves a ``use:`` node to the module it calls
+again, builds a torch module (with its ``patch``es) or a block instance, and gives
+the node's output value. Each statement of forward is a ``Call`` of a ``CallKind``.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from ....spec.errors import SpecError, describe_value
+from ...expressions import Val, const
+from ...hints import inputs_by_name
+from ...ir import Call, CallKind, ModuleDef, NodeTemplate, Ref
+from ...op_table import record_of
+from ...ops import OpInfo
+from ...values import TensorValue, Value
+from .bind import check_function_limits, evaluate_node_args
+from .blocks import block_instance, shared_block_shape
+from .ctor import forward_code
+from .modules import torch_module
+from .shapes import function_shape, meta_module, module_shape
+from .state import MAX_GRAPH_NODES, MAX_REPEAT, GraphState, Walk, count, evaluate, grow
+from .state import node_error as error
+
+__all__ = ["function_node", "module_node", "repeat_count", "use_node"]
+
+Values = list[Value] | dict[str, Value]
+Refs = list[Ref] | dict[str, Ref]
+
+
+def _call(walk: Walk, node: NodeTemplate, kind: CallKind, **fields: Any) -> Call:
+    line, file = walk.line_of(node.path), walk.file_of(node.path)
+    return Call(
+        node=fields.pop("name", node.name), line=line, file=file, kind=kind, **fields
+    )
+
+
+def repeat_count(walk: Walk, state: GraphState, node: NodeTemplate) -> int | None:
+    """The node's repeat, evaluated and checked; None when it does not repeat."""
+    if node.repeat is None:
+        return None
+    path = (*node.path, "repeat")
+    val = evaluate(walk, state, node.repeat, path, what=f"{node.label}, repeat")
+    if not isinstance(val.value, int) or isinstance(val.value, bool) or val.value < 1:
+        raise walk.doc.error(
+            path,
+            f"{node.label}: repeat must be a positive integer, received "
+            f"{describe_value(val.value)}",
+        )
+    if val.value > MAX_REPEAT:
+        raise walk.doc.error(
+            path, f"{node.label}: repeat {val.value} is over the limit of {MAX_REPEAT}"
+        )
+    return val.value
+
+
+def function_node(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    refs: Refs,
+    values: Values,
+    n: int | None,
+) -> Value:
+    """A tensor function's calls (``n`` of them for a repeat) and its output."""
+    assert node.op is not None
+    op = node.op
+    sequence = record_of(op).sequence
+    value: Value | None = None
+    for k in range(n or 1):
+        extra = {"i": const(k)} if n is not None else None
+        args, kwargs = evaluate_node_args(walk, state, node, extra)
+        if k > 0:
+            assert value is not None
+            values = [value]
+            refs = [Ref(state.calls[-1].node)]
+        check_function_limits(walk, node, values, args, kwargs)
+        try:
+            value = function_shape(walk, node, values, args, kwargs)
+        except SpecError as exc:
+            raise _reference_as_argument(walk, state, node, exc) or exc from None
+        grow(walk, state, 1, node, walked=False)
+        # The last copy carries the node's name: references to the node mean it.
+        last = n is None or k == n - 1
+        call = _call(
+            walk,
+            node,
+            CallKind.FUNCTION,
+            name=node.name if last else state.names.fresh(node.name),
+            callee=op.code,
+            inputs=refs,
+            sequence=sequence,
+            args=[forward_code(state, node, f"arg{j}", a) for j, a in enumerate(args)],
+            kwargs=[
+                (key, forward_code(state, node, key, v)) for key, v in kwargs.items()
+            ],
+            value=value,
+            op=op.name,
+        )
+        state.calls.append(call)
+        if n is not None and k < n - 1 and not isinstance(value, TensorValue):
+            raise error(walk.doc, node, "repeats, so it must return one tensor")
+    assert value is not None
+    return value
+
+
+def _reference_as_argument(
+    walk: Walk, state: GraphState, node: NodeTemplate, exc: SpecError
+) -> SpecError | None:
+    """The error to report instead of torch's ("must be Tensor, not str") when a
+    keyword argument names a node or input: tensors are passed with ``in:``."""
+    assert node.op is not None
+    for key, raw in node.kwargs.items():
+        if (
+            isinstance(raw, str)
+            and raw.split(".")[0] in state.env
+            and (f"'{key}'" in exc.message or "not str" in exc.message)
+        ):
+            kind = "an input" if raw in state.template.inputs else "a node"
+            return walk.doc.error(
+                (*node.path, key),
+                f"{node.label}, {key}: {raw!r} is {kind}, but a keyword argument "
+                "is a constant; pass the tensor as an input, by name: "
+                + inputs_by_name(node.op, node.inputs, key, raw),
+                key=True,
+            )
+    return None
+
+
+def module_node(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    refs: Refs,
+    values: Values,
+    n: int | None,
+) -> Value:
+    """A module node (torch module, factory or block; ``n`` copies for a repeat):
+    its ModuleDef, its call in forward, and its output."""
+    assert node.op is not None
+    if n is not None and n > 1:
+        _check_repeat_inputs(walk, node, values)
+    copies: list[ModuleDef] = []
+    value: Value | None = None
+    bound: dict[str, Val] = {}
+    for k in range(n or 1):
+        extra = {"i": const(k)} if n is not None else None
+        if k > 0:
+            if not isinstance(value, TensorValue):
+                raise error(walk.doc, node, "repeats, so it must return one tensor")
+            values = [value]
+        before = state.size
+        if node.op.kind == "block":
+            mdef, value, bound = block_instance(walk, state, node, values, extra)
+        else:
+            mdef, value, bound = torch_module(walk, state, node, values, extra)
+            grow(walk, state, 1, node, walked=False)
+        copies.append(mdef)
+        if k == 0 and n is not None:
+            _check_copies(walk, node, n, state.size - before)
+    assert value is not None
+    kind = CallKind.BLOCK if node.op.kind == "block" else CallKind.MODULE
+    if n is None:
+        module = copies[0]
+    else:
+        kind = CallKind.REPEAT
+        for k, copy in enumerate(copies):
+            copy.name = str(k)
+        module = ModuleDef(
+            name=node.name,
+            op=node.op,
+            ctor=ast.Call(
+                ast.Attribute(ast.Name("nn", ast.Load()), "Sequential", ast.Load()),
+                [c.ctor for c in copies],
+                [],
+            ),
+            line=copies[0].line,
+            value_class="Sequential",
+            children=copies,
+            num_params=sum(c.num_params for c in copies),
+        )
+    state.modules.append(module)
+    state.module_by_name[node.name] = (module, node, bound)
+    state.calls.append(
+        _call(
+            walk,
+            node,
+            kind,
+            callee=f"self.{node.name}",
+            inputs=refs,
+            sequence=False,
+            args=[],
+            kwargs=[],
+            value=value,
+            op=node.op.name,
+        )
+    )
+    return value
+
+
+def _check_repeat_inputs(walk: Walk, node: NodeTemplate, values: Values) -> None:
+    """Each copy of a repeat after the first takes the previous copy's output as
+    its one input: a node of several inputs cannot repeat."""
+    assert node.op is not None
+    if node.op.kind == "block":
+        names = walk.blocks[node.op.name].inputs
+        what = f"block {node.op.name} takes {count(len(names), 'input')}"
+        what += f" ({', '.join(names)})"
+    else:
+        names = [str(k) for k in range(len(values))]
+        what = f"it is given {count(len(names), 'input')}"
+    if len(names) > 1:
+        raise walk.doc.error(
+            (*node.path, "repeat"),
+            f"{node.label}: {what}, but a repeat chains its copies: each copy "
+            "after the first takes the previous copy's output as its only input; "
+            "repeat a node of one input, or write the copies as separate nodes",
+            key=True,
+        )
+
+
+def _check_copies(walk: Walk, node: NodeTemplate, n: int, each: int) -> None:
+    """Fail before making the copies of a repeat that cannot fit the node limit."""
+    if walk.expanded + (n - 1) * each > MAX_GRAPH_NODES:
+        raise walk.doc.error(
+            (*node.path, "repeat"),
+            f"{node.label}: {n} copies of {each} nodes each would take the model "
+            f"to more than {MAX_GRAPH_NODES} nodes (blocks and repeats expanded), "
+            "the limit",
+        )
+
+
+def use_node(
+    walk: Walk, state: GraphState, node: NodeTemplate, refs: Refs, values: Values
+) -> Value:
+    """A ``use:`` node: an earlier node's module called again on these inputs."""
+    assert node.use is not None
+    module, original, bound = state.module_by_name[node.use]
+    if module.children and module.block is None:  # a repeat: run the chain again
+        value: Value | None = None
+        current = values
+        for _ in module.children:
+            value = _shared_shape(
+                walk, state, node, original, module.op, bound, current
+            )
+            current = [value]
+    else:
+        value = _shared_shape(walk, state, node, original, module.op, bound, values)
+    assert value is not None
+    grow(walk, state, 1, node, walked=False)
+    state.calls.append(
+        _call(
+            walk,
+            node,
+            CallKind.SHARED,
+            callee=f"self.{node.use}",
+            inputs=refs,
+            sequence=False,
+            args=[],
+            kwargs=[],
+            value=value,
+            op=f"use {node.use}",
+        )
+    )
+    return value
+
+
+def _shared_shape(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    original: NodeTemplate,
+    op: OpInfo,
+    bound: dict[str, Val],
+    values: Values,
+) -> Value:
+    if op.kind == "block":
+        block = walk.blocks[op.name]
+        return shared_block_shape(walk, state, node, block, bound, values)
+    module = meta_module(walk, original, op, bound)
+    context = f"shares {node.use!r}, built for other inputs: "
+    return module_shape(walk, node, op, module, bound, values, context=context)
