@@ -7,7 +7,7 @@ import io
 import textwrap
 import tokenize
 
-from .codegen_hoist import hoist
+from .codegen_hoist import Hoisted, hoist
 from .codegen_locals import forward_locals
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
 from .names import Namespace
@@ -98,20 +98,22 @@ def _docstring(text: str, depth: int) -> list[str]:
     return out
 
 
-def _shape_comment(value: Value | None, symbolic: bool) -> str:
+def _shape_comment(value: Value | None, sizes: Hoisted | None) -> str:
+    """``(B, 64, 32, 32)``; in a block (``sizes`` given), in the terms of its
+    constructor: ``(B, mid, in_height, in_width)``."""
     if value is None:
         return "None"
     if isinstance(value, TupleValue):
-        return "(" + ", ".join(_shape_comment(v, symbolic) for v in value.items) + ")"
+        return "(" + ", ".join(_shape_comment(v, sizes) for v in value.items) + ")"
     dims = []
     for k, n in enumerate(value.shape):
         if k == value.batch_dim:
             dims.append("B")
-        elif not symbolic:
+        elif sizes is None:
             dims.append(str(n))
         else:
             sym = value.sym[k]
-            dims.append(expr(sym) if sym is not None else "?")
+            dims.append(expr(sizes.rewrite(sym)) if sym is not None else "?")
     if len(dims) == 1:
         return f"({dims[0]},)"
     return "(" + ", ".join(dims) + ")"
@@ -185,6 +187,7 @@ class _ClassWriter:
             exprs.append(value)
         # A size the layers share is computed once, as a person writes it.
         shared = hoist(exprs, {p.name for p in self.cls.params}, self.reserved)
+        self.sizes = shared
         for name, value in shared.locals:
             self.lines += statement(f"{name} = ", value, 2)
         for target, value in zip(targets, shared.exprs):
@@ -283,7 +286,7 @@ class _ClassWriter:
 
     def comment(self, call: Call) -> str:
         """Where the node is written and the shape of its value."""
-        shape = _shape_comment(call.value, self.symbolic)
+        shape = _shape_comment(call.value, self.sizes if self.symbolic else None)
         return source_text(f"{call.file or self.spec_file}:{call.line}  {shape}")
 
     def emit(self, head: str, node: ast.expr, comment: str | None = None) -> None:

@@ -42,6 +42,15 @@ class Hoisted:
 
     exprs: list[ast.expr]
     locals: list[tuple[str, ast.expr]] = field(default_factory=list)  # in order
+    # The replacements made, in order: (ast.dump of the expression, local name).
+    steps: list[tuple[str, str]] = field(default_factory=list)
+
+    def rewrite(self, node: ast.expr) -> ast.expr:
+        """Another expression of the same parameters (a size in a shape comment),
+        written with the locals: ``mid`` for ``mid or out``."""
+        for key, name in self.steps:
+            node = _Replace(key, name).expr(copy.deepcopy(node))
+        return node
 
 
 def hoist(
@@ -56,19 +65,47 @@ def hoist(
     while True:
         found = _most_repeated([*result.exprs, *(v for _, v in result.locals)], bound)
         if found is None:
+            result.locals = _in_order_of_use(result)
             return result
         key, example, contexts = found
         name = _rebound(example, key, result, params) or _fresh(names, contexts)
         replace = _Replace(key, name)
         result.exprs = [replace.expr(e) for e in result.exprs]
-        hoisted = [(n, replace.expr(v)) for n, v in result.locals]
-        # Before the first local that uses it (it may be part of a larger one).
-        at = next(
-            (i for i, (_, v) in enumerate(hoisted) if name in _names(v)), len(hoisted)
-        )
-        hoisted.insert(at, (name, copy.deepcopy(example)))
-        result.locals = hoisted
+        result.locals = [(n, replace.expr(v)) for n, v in result.locals]
+        result.locals.append((name, copy.deepcopy(example)))
+        result.steps.append((key, name))
         bound.add(name)
+
+
+def _in_order_of_use(result: Hoisted) -> list[tuple[str, ast.expr]]:
+    """The locals in the order the layers first need them, each after those its
+    value names."""
+    values = dict(result.locals)
+    first = {
+        name: next(
+            (i for i, e in enumerate(result.exprs) if name in _names(e)), len(values)
+        )
+        for name in values
+    }
+    changed = True
+    while changed:  # a local needed by another is needed where that one is
+        changed = False
+        for name, value in values.items():
+            for used in _names(value) & values.keys() - {name}:
+                if first[name] < first[used]:
+                    first[used], changed = first[name], True
+    ordered: list[str] = []
+
+    def place(name: str) -> None:
+        if name not in ordered:
+            for used in sorted(_names(values[name]) & values.keys() - {name}):
+                place(used)
+            ordered.append(name)
+
+    order = list(values)
+    for name in sorted(values, key=lambda n: (first[n], order.index(n))):
+        place(name)
+    return [(name, values[name]) for name in ordered]
 
 
 def _most_repeated(

@@ -80,9 +80,14 @@ class Spec:
         """The params in effect, overrides applied."""
         return dict(self.compiled.params)
 
-    def source(self) -> str:
-        """The generated Python source: imports only torch (and allowed custom packages)."""
-        return self.compiled.source
+    def source(self, *, comments: bool = True) -> str:
+        """The generated Python source: imports only torch (and allowed custom packages).
+        ``comments=False``: the same code without the spec-line and shape comments."""
+        if comments:
+            return self.compiled.source
+        from .compiler.codegen import without_comments
+
+        return without_comments(self.compiled.source)
 
     def module_class(self) -> type[torch.nn.Module]:
         """The generated model class, executed in memory (registered with linecache,

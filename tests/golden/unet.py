@@ -22,9 +22,9 @@ class DoubleConv(nn.Module):
         self.relu_1 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv2d(x)  # unet.yaml:19  (B, mid or out, in_height, in_width)
-        x = self.batch_norm2d(x)  # unet.yaml:20  (B, mid or out, in_height, in_width)
-        x = self.relu(x)  # unet.yaml:21  (B, mid or out, in_height, in_width)
+        x = self.conv2d(x)  # unet.yaml:19  (B, mid, in_height, in_width)
+        x = self.batch_norm2d(x)  # unet.yaml:20  (B, mid, in_height, in_width)
+        x = self.relu(x)  # unet.yaml:21  (B, mid, in_height, in_width)
         x = self.conv2d_1(x)  # unet.yaml:22  (B, out, in_height, in_width)
         x = self.batch_norm2d_1(x)  # unet.yaml:23  (B, out, in_height, in_width)
         return self.relu_1(x)  # unet.yaml:24  (B, out, in_height, in_width)
@@ -55,7 +55,7 @@ class Up(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)  # unet.yaml:36  (B, x_channels, x_height * 2, x_width * 2)
-        # unet.yaml:37  (B, skip_channels + x_channels, skip_height, skip_width)
+        # unet.yaml:37  (B, in_channels, skip_height, skip_width)
         x = torch.cat([skip, x], dim=1)
         return self.conv(x)  # unet.yaml:38  (B, out, skip_height, skip_width)
 
