@@ -186,7 +186,8 @@ class _ClassWriter:
             targets.append(f"self.{name}")
             exprs.append(value)
         # A size the layers share is computed once, as a person writes it.
-        shared = hoist(exprs, {p.name for p in self.cls.params}, self.reserved)
+        annotations = {p.name: p.annotation for p in self.cls.params}
+        shared = hoist(exprs, annotations, self.reserved)
         self.sizes = shared
         for name, value in shared.locals:
             self.lines += statement(f"{name} = ", value, 2)

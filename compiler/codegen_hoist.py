@@ -18,7 +18,7 @@ import ast
 import builtins
 import copy
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -54,11 +54,11 @@ class Hoisted:
 
 
 def hoist(
-    exprs: list[ast.expr], params: set[str], reserved: Iterable[str] = ()
+    exprs: list[ast.expr], params: Mapping[str, str], reserved: Iterable[str] = ()
 ) -> Hoisted:
     """``exprs`` (copied, not changed) with each arithmetic expression of ``params``
-    that occurs more than once computed once, largest first; ``reserved`` names (the
-    file's imports and classes) are never taken for a local."""
+    (name -> annotation) that occurs more than once computed once, largest first;
+    ``reserved`` names (the file's imports and classes) are never taken for a local."""
     result = Hoisted([copy.deepcopy(e) for e in exprs])
     bound = set(params)
     names = Namespace(bound | _RESERVED | set(reserved))
@@ -184,10 +184,11 @@ def _candidate(node: ast.expr, bound: set[str]) -> bool:
 
 
 def _rebound(
-    example: ast.expr, key: str, result: Hoisted, params: set[str]
+    example: ast.expr, key: str, result: Hoisted, params: Mapping[str, str]
 ) -> str | None:
     """``mid`` for ``mid or out`` when ``mid`` is used nowhere else: ``mid = mid or
-    out`` is how a default is written."""
+    out`` is how a default is written. Only where the value keeps the parameter's
+    type (``int | None`` or'd with ints), so that a type checker agrees."""
     if not (
         isinstance(example, ast.BoolOp)
         and isinstance(example.op, ast.Or)
@@ -196,6 +197,13 @@ def _rebound(
     ):
         return None
     name = example.values[0].id
+    base = params[name].removesuffix(" | None")
+    if base == params[name] or not all(
+        (isinstance(v, ast.Name) and params.get(v.id) == base)
+        or (isinstance(v, ast.Constant) and type(v.value).__name__ == base)
+        for v in example.values[1:]
+    ):
+        return None
     # Every use of the parameter must be inside this expression: count both.
     inside = uses = 0
     for tree in [*result.exprs, *(v for _, v in result.locals)]:

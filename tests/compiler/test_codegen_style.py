@@ -130,13 +130,32 @@ def test_hoisting_leaves_what_may_not_be_evaluated() -> None:
 
     # ``a // b`` is evaluated only when ``t`` is false; hoisting it would compute it
     # always (and b may be 0 when t is true).
-    done = hoist([call("f(k=c if t else a // b)"), call("g(j=a // b)")], set("abct"))
+    done = hoist(
+        [call("f(k=c if t else a // b)"), call("g(j=a // b)")],
+        dict.fromkeys("abct", "int"),
+    )
     assert done.locals == []
-    done = hoist([call("f(k=a or b // 2)"), call("g(j=b // 2)")], set("ab"))
+    done = hoist(
+        [call("f(k=a or b // 2)"), call("g(j=b // 2)")], dict.fromkeys("ab", "int")
+    )
     assert done.locals == []
-    done = hoist([call("f(a + b, k=a + b)"), call("g(j=1)")], {"a", "b", "nn"})
+    done = hoist(
+        [call("f(a + b, k=a + b)"), call("g(j=1)")], dict.fromkeys("ab", "int")
+    )
     assert [(n, ast.unparse(v)) for n, v in done.locals] == [("k", "a + b")]
     assert [ast.unparse(e) for e in done.exprs] == ["f(k, k=k)", "g(j=1)"]
+
+
+def test_a_parameter_is_rebound_only_where_its_type_stays() -> None:
+    def local(text: str, params: dict[str, str]) -> str:
+        twice = [ast.parse(text, mode="eval").body for _ in range(2)]
+        return hoist(twice, params).locals[0][0]
+
+    assert local("f(k=a or 2)", {"a": "int | None"}) == "a"
+    assert local("f(k=a or b)", {"a": "int | None", "b": "int"}) == "a"
+    # ``a = a or 1.5`` would give an ``int | None`` variable a float.
+    assert local("f(k=a or 1.5)", {"a": "int | None"}) == "k"
+    assert local("f(k=a or b)", {"a": "int", "b": "int"}) == "k"
 
 
 def test_the_chain_carries_the_main_path_and_the_shortcut_is_named() -> None:
