@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .graph import Call, ClassIR, Ref
 from .names import Namespace
+from .values import TupleValue
 
 __all__ = ["ForwardLocals", "forward_locals"]
 
@@ -27,6 +28,11 @@ class ForwardLocals:
 
 def _refs(call: Call) -> list[Ref]:
     return list(call.inputs.values() if isinstance(call.inputs, dict) else call.inputs)
+
+
+def _first(call: Call) -> str | None:
+    refs = _refs(call)
+    return refs[0].name if refs else None
 
 
 def forward_locals(cls: ClassIR) -> ForwardLocals:
@@ -64,11 +70,19 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
         if j == returned:
             continue
         readers = uses.get(call.node, [])
-        single = len(set(readers)) == 1 and call.node not in outputs
+        single = (
+            len(set(readers)) == 1
+            and call.node not in outputs
+            and not isinstance(call.value, TupleValue)  # ``lstm[0]`` reads better
+        )
         free = holder is None or max(uses.get(holder, [-1])) <= j
-        refs = _refs(call)
-        continues = bool(refs) and refs[0].name == holder
-        if single and free and (readers[0] == j + 1 or continues):
+        if not (single and free):
+            continue
+        continues = holder is not None and _first(call) == holder
+        # A value off the chain starts it again only as the next statement's main
+        # input (``x = torch.cat([features, extra])``), not as one of two branches.
+        starts = readers[0] == j + 1 and _first(calls[j + 1]) == call.node
+        if continues or starts:
             names[call.node] = chain
             holder = call.node
     return ForwardLocals(names, returned)

@@ -277,3 +277,30 @@ def test_compile_model_no_comments(tmp_path: Path) -> None:
         )
         files.append(out)
     assert ruff_format_check(files) is None
+
+
+def test_branches_are_named_and_a_tuple_is_not_carried_by_the_chain() -> None:
+    spec = compile_text(
+        """
+        inputs: {x: [5, 8]}
+        layers:
+          - {op: LSTM, name: lstm, hidden_size: 4, batch_first: true}
+          - {op: Linear, name: trunk, in: lstm.0, out_features: 4}
+          - {op: Linear, name: fc_a, in: trunk, out_features: 4}
+          - {op: Linear, name: fc_b, in: trunk, out_features: 4}
+          - {op: cat, in: [fc_a, fc_b], dim: -1}
+        """
+    )
+    code = [line.split("  #")[0] for line in _forward_lines(spec.source(), "Net")]
+    assert code == [
+        "lstm = self.lstm(x)",
+        "trunk = self.trunk(lstm[0])",
+        "fc_a = self.fc_a(trunk)",
+        "fc_b = self.fc_b(trunk)",
+        "return torch.cat([fc_a, fc_b], dim=-1)",
+    ]
+    model = spec.build()
+    x = torch.randn(2, 5, 8)
+    trunk = model.trunk(model.lstm(x)[0])
+    expected = torch.cat([model.fc_a(trunk), model.fc_b(trunk)], dim=-1)
+    torch.testing.assert_close(model(x), expected)
