@@ -20,6 +20,7 @@ import copy
 import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 
 from torch import nn
 
@@ -59,6 +60,8 @@ def hoist(
     """``exprs`` (copied, not changed) with each arithmetic expression of ``params``
     (name -> annotation) that occurs more than once computed once, largest first;
     ``reserved`` names (the file's imports and classes) are never taken for a local."""
+    if not params:  # nothing to share: the model's class is built from literals
+        return Hoisted(list(exprs))
     result = Hoisted([copy.deepcopy(e) for e in exprs])
     bound = set(params)
     names = Namespace(bound | _RESERVED | set(reserved))
@@ -83,7 +86,8 @@ def _in_order_of_use(result: Hoisted) -> list[tuple[str, ast.expr]]:
     values = dict(result.locals)
     first = {
         name: next(
-            (i for i, e in enumerate(result.exprs) if name in _names(e)), len(values)
+            (i for i, e in enumerate(result.exprs) if name in _names(e)),
+            len(result.exprs),
         )
         for name in values
     }
@@ -153,19 +157,24 @@ def _evaluated(
                 yield from _evaluated(child, None)
 
 
-def _positional_names(func: ast.expr) -> list[str]:
+def _positional_names(func: ast.expr) -> tuple[str, ...]:
     """The positional parameter names of ``nn.<Module>``; none for anything else."""
     if not isinstance(func, ast.Name) or not func.id.startswith("nn."):
-        return []
-    target = getattr(nn, func.id[3:], None)
+        return ()
+    return _positional_of(func.id[3:])
+
+
+@cache
+def _positional_of(name: str) -> tuple[str, ...]:
+    target = getattr(nn, name, None)
     if not isinstance(target, type):
-        return []
+        return ()
     try:
         params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
-        return []
+        return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in params if p.kind in kinds]
+    return tuple(p.name for p in params if p.kind in kinds)
 
 
 def _candidate(node: ast.expr, bound: set[str]) -> bool:
