@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import io
 import textwrap
-from collections.abc import Callable
+import tokenize
 
+from .codegen_hoist import Hoisted, hoist
+from .codegen_locals import forward_locals
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
 from .names import Namespace
 from .pyformat import (
@@ -17,7 +20,13 @@ from .pyformat import (
 )
 from .values import TupleValue, Value
 
-__all__ = ["GeneratedSourceError", "check_source", "generate_source", "module_access"]
+__all__ = [
+    "GeneratedSourceError",
+    "check_source",
+    "generate_source",
+    "module_access",
+    "without_comments",
+]
 
 
 # Parameters torch's layers declare Optional (a Linear without bias has None).
@@ -89,65 +98,39 @@ def _docstring(text: str, depth: int) -> list[str]:
     return out
 
 
-def _shape_comment(value: Value | None, symbolic: bool) -> str:
+def _shape_comment(value: Value | None, sizes: Hoisted | None) -> str:
+    """``(B, 64, 32, 32)``; in a block (``sizes`` given), in the terms of its
+    constructor: ``(B, mid, in_height, in_width)``."""
     if value is None:
         return "None"
     if isinstance(value, TupleValue):
-        return "(" + ", ".join(_shape_comment(v, symbolic) for v in value.items) + ")"
+        return "(" + ", ".join(_shape_comment(v, sizes) for v in value.items) + ")"
     dims = []
     for k, n in enumerate(value.shape):
         if k == value.batch_dim:
             dims.append("B")
-        elif not symbolic:
+        elif sizes is None:
             dims.append(str(n))
         else:
             sym = value.sym[k]
-            dims.append(expr(sym) if sym is not None else "?")
+            dims.append(expr(sizes.rewrite(sym)) if sym is not None else "?")
     if len(dims) == 1:
         return f"({dims[0]},)"
     return "(" + ", ".join(dims) + ")"
 
 
 class _ClassWriter:
-    def __init__(self, cls: ClassIR, spec_file: str, symbolic: bool) -> None:
+    def __init__(
+        self, cls: ClassIR, spec_file: str, symbolic: bool, reserved: set[str]
+    ) -> None:
         self.cls = cls
         self.spec_file = spec_file
         self.symbolic = symbolic
+        self.reserved = reserved  # names of the file: imports and classes
         self.lines: list[str] = []
-        self.var = self.variable_names()
-
-    # -- variables: values used once, by the next statement, share one name ------
-
-    def variable_names(self) -> dict[str, str]:
-        calls = self.cls.calls
-        uses: dict[str, list[int]] = {}
-        for j, call in enumerate(calls):
-            refs = (
-                call.inputs.values() if isinstance(call.inputs, dict) else call.inputs
-            )
-            for ref in refs:
-                uses.setdefault(ref.name, []).append(j)
-        outputs = {ref.name for ref in self.cls.outputs.refs}
-        for ref in self.cls.outputs.refs:
-            uses.setdefault(ref.name, []).append(len(calls))
-        taken = set(self.cls.inputs) | {c.node for c in calls}
-        first_input = self.cls.inputs[0] if self.cls.inputs else None
-        first_dies = first_input is not None and uses.get(first_input) == [0]
-        if "x" not in taken or (first_input == "x" and first_dies):
-            chain = "x"
-        elif first_dies and first_input is not None:
-            chain = first_input
-        else:
-            chain = Namespace(taken).fresh("h")
-        names = {name: name for name in self.cls.inputs}
-        for j, call in enumerate(calls):
-            temp = (
-                uses.get(call.node) == [j + 1]
-                and call.node not in outputs
-                and j + 1 < len(calls)
-            )
-            names[call.node] = chain if temp else call.node
-        return names
+        found = forward_locals(cls)
+        self.var = found.names
+        self.returned = found.returned
 
     def ref(self, ref: Ref) -> str:
         text = self.var.get(ref.name, ref.name)
@@ -160,9 +143,10 @@ class _ClassWriter:
     def write(self) -> list[str]:
         cls = self.cls
         self.lines.append(f"class {cls.name}(nn.Module):")
-        doc = (cls.doc or "").strip() or f"{cls.name}, compiled from {self.spec_file}."
-        self.lines += _docstring(doc, 1)
-        self.lines.append("")
+        doc = _class_doc(cls)
+        if doc:
+            self.lines += _docstring(doc, 1)
+            self.lines.append("")
         self.emit_init()
         if cls.init:
             self.lines.append("")
@@ -189,17 +173,26 @@ class _ClassWriter:
                     self.lines.append("    ) -> None:")
         else:
             self.lines.append(f"    {head}) -> None:")
-        body = ["super().__init__()"]
-        self.lines.append("        " + body[0])
+        self.lines.append("        super().__init__()")
+        targets: list[str] = []
+        exprs: list[ast.expr] = []
         for module in self.cls.modules:
-            self.lines += statement(
-                f"self.{module.name} = ", _sizes_as_tuples(module.ctor), 2
-            )
+            targets.append(f"self.{module.name}")
+            exprs.append(_sizes_as_tuples(module.ctor))
             for path, ctor in module.patches:
-                target = module_access(f"{module.name}.{path}")
-                self.lines += statement(f"{target} = ", ctor, 2)
-        for name, value in self.attributes():
-            self.lines += statement(f"self.{name} = ", value, 2)
+                targets.append(module_access(f"{module.name}.{path}"))
+                exprs.append(ctor)
+        for name, value in self.cls.attributes:
+            targets.append(f"self.{name}")
+            exprs.append(value)
+        # A size the layers share is computed once, as a person writes it.
+        annotations = {p.name: p.annotation for p in self.cls.params}
+        shared = hoist(exprs, annotations, self.reserved)
+        self.sizes = shared
+        for name, value in shared.locals:
+            self.lines += statement(f"{name} = ", value, 2)
+        for target, value in zip(targets, shared.exprs):
+            self.lines += statement(f"{target} = ", value, 2)
         if self.cls.init:
             self.lines.append("        self.reset_parameters()")
         if self.cls.freeze:
@@ -216,9 +209,6 @@ class _ClassWriter:
                     "for module in ", ast.Tuple(paths, ast.Load()), 2, tail=":"
                 )
                 self.lines.append("            module.requires_grad_(False)")
-
-    def attributes(self) -> list[tuple[str, ast.expr]]:
-        return self.cls.attributes
 
     @staticmethod
     def param_text(param: CtorParam) -> str:
@@ -272,32 +262,47 @@ class _ClassWriter:
             "dict": "dict[str, torch.Tensor]",
         }[cls.outputs.kind]
         line = f"    def forward({params}) -> {returns}:"
-        if len(line) <= 88:
+        if len(line) <= LINE_LENGTH:
             self.lines.append(line)
         else:
             self.lines.append("    def forward(")
             parts = ["self", *(f"{name}: torch.Tensor" for name in cls.inputs)]
             inner = "        " + ", ".join(parts)
-            if len(inner) <= 88:
+            if len(inner) <= LINE_LENGTH:
                 self.lines.append(inner)
             else:
                 self.lines += [f"        {p}," for p in parts]
             self.lines.append(f"    ) -> {returns}:")
-        # A module call returns Any to a type checker: the local the forward returns
-        # is declared a tensor where it is first assigned.
+        # A module call returns Any to a type checker: a local the forward returns
+        # is declared a tensor where it is assigned.
         self.declare: set[str] = set()
-        if cls.outputs.kind == "single":
+        if cls.outputs.kind == "single" and self.returned is None:
             returned = self.ref(cls.outputs.refs[0])
             if returned not in cls.inputs:
                 self.declare.add(returned)
-        for call in cls.calls:
-            self.emit_call(call)
+        for j, call in enumerate(cls.calls):
+            if j != self.returned:
+                self.emit_call(call)
         self.emit_return()
 
-    def emit_call(self, call: Call) -> None:
-        shape = _shape_comment(call.value, self.symbolic)
-        where = f"{call.file or self.spec_file}:{call.line}  {shape}"
-        self.lines.append(f"        # {source_text(where)}")
+    def comment(self, call: Call) -> str:
+        """Where the node is written and the shape of its value."""
+        shape = _shape_comment(call.value, self.sizes if self.symbolic else None)
+        return source_text(f"{call.file or self.spec_file}:{call.line}  {shape}")
+
+    def emit(self, head: str, node: ast.expr, comment: str | None = None) -> None:
+        """A statement of forward, its comment at the end of its line where it fits
+        there, else on the line above."""
+        lines = statement(head, node, 2)
+        if comment is None:
+            self.lines += lines
+        elif len(lines) == 1 and len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
+            self.lines.append(f"{lines[0]}  # {comment}")
+        else:
+            self.lines.append(f"        # {comment}")
+            self.lines += lines
+
+    def call_expr(self, call: Call) -> ast.expr:
         if isinstance(call.inputs, dict):
             args: list[ast.expr] = []
             keywords = [
@@ -312,17 +317,32 @@ class _ClassWriter:
             keywords = []
         args += call.args
         keywords += [ast.keyword(k, v) for k, v in call.kwargs]
-        node = ast.Call(ast.Name(call.callee, ast.Load()), args, keywords)
+        return ast.Call(ast.Name(call.callee, ast.Load()), args, keywords)
+
+    def emit_call(self, call: Call) -> None:
         var = self.var[call.node]
         if var in self.declare:
             self.declare.discard(var)
-            self.lines += statement(f"{var}: torch.Tensor = ", node, 2)
+            head = f"{var}: torch.Tensor = "
         else:
-            self.lines += statement(f"{var} = ", node, 2)
+            head = f"{var} = "
+        self.emit(head, self.call_expr(call), self.comment(call))
+
+    def returned_value(self, ref: Ref) -> ast.expr:
+        """A returned reference; the last call itself where only the return uses it."""
+        if self.returned is None or ref.name != self.cls.calls[self.returned].node:
+            return ast.Name(self.ref(ref), ast.Load())
+        node: ast.expr = self.call_expr(self.cls.calls[self.returned])
+        for k in ref.index:
+            node = ast.Subscript(node, ast.Constant(k), ast.Load())
+        return node
 
     def emit_return(self) -> None:
         out = self.cls.outputs
-        names: list[ast.expr] = [ast.Name(self.ref(r), ast.Load()) for r in out.refs]
+        names = [self.returned_value(r) for r in out.refs]
+        comment = None
+        if self.returned is not None:
+            comment = self.comment(self.cls.calls[self.returned])
         if out.kind == "single":
             node: ast.expr = names[0]
         elif out.kind == "tuple":
@@ -332,30 +352,51 @@ class _ClassWriter:
         text = expr(node)
         if out.kind == "tuple" and len(names) > 1:
             text = text[1:-1] if text.startswith("(") else text
-            self.lines += statement("return ", ast.Name(text, ast.Load()), 2)
+            self.emit("return ", ast.Name(text, ast.Load()), comment)
         else:
-            self.lines += statement("return ", node, 2)
+            self.emit("return ", node, comment)
+
+
+def _class_doc(cls: ClassIR) -> str:
+    """The spec's doc of the class, and of each documented constructor parameter."""
+    doc = (cls.doc or "").strip()
+    documented = [p for p in cls.params if p.doc and p.doc.strip()]
+    if not documented:
+        return doc
+    args = ["Args:"] + [
+        f"    {p.name}: {' '.join((p.doc or '').split())}" for p in documented
+    ]
+    return "\n\n".join([*([doc] if doc else []), "\n".join(args)])
+
+
+#: Lets a forward return a module's call directly (``return self.fc(x)``) under
+#: ``mypy --strict``: ``nn.Module.__call__`` returns Any.
+MYPY_DIRECTIVE = '# mypy: disable-error-code="no-any-return"'
 
 
 def generate_source(
-    model: ClassIR,
-    blocks: list[ClassIR],
-    spec_file: str,
-    imports: list[str],
-    uses_functional: Callable[[], bool] | None = None,
+    model: ClassIR, blocks: list[ClassIR], spec_file: str, imports: list[str]
 ) -> str:
     """The whole generated file."""
+    reserved = {c.name for c in [*blocks, model]} | {m.split(".")[0] for m in imports}
     body: list[str] = []
+    direct = False
     for cls in [*blocks, model]:
         if body:
             body += ["", ""]
-        body += _ClassWriter(cls, spec_file, symbolic=cls is not model).write()
+        writer = _ClassWriter(cls, spec_file, cls is not model, reserved)
+        body += writer.write()
+        direct = direct or (
+            writer.returned is not None and cls.outputs.kind == "single"
+        )
     text = "\n".join(body)
     header = _docstring(
         f"{model.name}: PyTorch source compiled by nnspec from {spec_file}.\n\n"
         "Edit the spec and compile it again rather than editing this file.",
         0,
     )
+    if direct:
+        header = [MYPY_DIRECTIVE, *header]
     import_lines = ["import torch"]
     if "F." in text:
         import_lines.append("import torch.nn.functional as F")
@@ -363,6 +404,24 @@ def generate_source(
     import_lines = sorted(import_lines, key=lambda s: s.split()[1].lower())
     import_lines.append("from torch import nn")
     return check_source("\n".join([*header, "", *import_lines, "", "", text, ""]))
+
+
+def without_comments(source: str) -> str:
+    """Generated ``source`` without its comments (the spec lines and shapes, notes);
+    the code is the same, token for token. The mypy directive stays: it is
+    configuration, not a comment for the reader."""
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type != tokenize.COMMENT or token.string == MYPY_DIRECTIVE:
+            continue
+        row, col = token.start
+        line = lines[row - 1]
+        if line[:col].strip():
+            lines[row - 1] = line[:col].rstrip() + "\n"
+        else:
+            drop.add(row - 1)
+    return check_source("".join(t for i, t in enumerate(lines) if i not in drop))
 
 
 def check_source(source: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from nnspec.compiler.codegen import without_comments
 from nnspec.compiler.pipeline import CompiledModel, compile_document
 from nnspec.compiler.values import Value
 from nnspec.compiler.weights import LoadReport, WeightsError, load_weights
@@ -82,9 +83,12 @@ class Spec:
         """The params in effect, overrides applied."""
         return dict(self.compiled.params)
 
-    def source(self) -> str:
-        """The generated Python source: imports only torch (and allowed custom packages)."""
-        return self.compiled.source
+    def source(self, *, comments: bool = True) -> str:
+        """The generated Python source: imports only torch (and allowed custom packages).
+        ``comments=False``: the same code without the spec-line and shape comments."""
+        if comments:
+            return self.compiled.source
+        return without_comments(self.compiled.source)
 
     def module_class(self) -> type[torch.nn.Module]:
         """The generated model class, executed in memory (registered with linecache,

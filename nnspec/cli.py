@@ -106,7 +106,7 @@ def compile_command(args: argparse.Namespace) -> int:
         )
         check_output_path(target, Path(args.spec), args.allow_imports)
     spec = load_spec(args)
-    source = spec.source()
+    source = spec.source(comments=not args.no_comments)
     if target is None:
         sys.stdout.write(source)
         return 0
@@ -150,6 +150,11 @@ def register_compile(parser: argparse.ArgumentParser) -> None:
         "output when SPEC is '-'; '-' for standard output)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print no summary")
+    parser.add_argument(
+        "--no-comments",
+        action="store_true",
+        help="leave out the comments that give each statement's spec line and shape",
+    )
     parser.set_defaults(handler=compile_command)
 
 

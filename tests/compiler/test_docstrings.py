@@ -1,7 +1,9 @@
-"""Docstrings of the generated classes: taken from the spec's ``doc``."""
+"""Docstrings of the generated classes: the spec's ``doc`` and its params' docs, and
+none where the spec gives none."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 from pathlib import Path
 
@@ -23,10 +25,60 @@ layers:
 """
 
 
-def test_blank_doc_gives_the_default_docstring() -> None:
+def test_blank_doc_gives_no_docstring() -> None:
     spec = nnspec.loads(SPEC.format(doc='"   "', block_doc='""'), path="small.yaml")
-    assert spec.module_class().__doc__ == "Small, compiled from small.yaml."
-    assert spec.build().inner.__doc__ == "Inner, compiled from small.yaml."
+    assert spec.module_class().__doc__ is None
+    assert spec.build().inner.__doc__ is None
+    tree = ast.parse(spec.source())
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert [c.name for c in classes] == ["Inner", "Small"]
+    assert all(ast.get_docstring(c) is None for c in classes)
+
+
+def test_docstring_only_where_the_spec_gives_one() -> None:
+    spec = nnspec.loads(
+        SPEC.format(doc="The model.", block_doc="The block.").replace(
+            "    doc: The block.\n", ""
+        ),
+        path="small.yaml",
+    )
+    assert spec.module_class().__doc__ == "The model."
+    assert spec.build().inner.__doc__ is None
+    assert spec.source().count('"""') == 2 * 2  # the file's and the model's
+
+
+def test_param_docs_are_the_args_of_the_block_docstring() -> None:
+    spec = nnspec.loads(
+        """\
+nnspec: 1
+name: Net
+inputs: {x: [4]}
+blocks:
+  Head:
+    params:
+      width: {type: int, doc: "features of the hidden layer"}
+      p: {default: 0.1}
+    layers:
+      - {op: Linear, out_features: "${width}"}
+      - {op: Dropout, p: "${p}"}
+  Plain:
+    doc: No params documented.
+    params: {width: {type: int}}
+    layers: [{op: Linear, out_features: "${width}"}]
+layers:
+  - {op: Head, width: 8}
+  - {op: Plain, width: 2}
+""",
+        path="net.yaml",
+    )
+    model = spec.build()
+    assert (
+        '    """Args:\n        width: features of the hidden layer\n    """\n'
+        in spec.source()
+    )
+    assert "p:" not in (type(model.head).__doc__ or "")
+    assert type(model.plain).__doc__ == "No params documented."
+    assert spec.module_class().__doc__ is None
 
 
 def test_long_docs_are_wrapped_for_ruff(tmp_path: Path) -> None:

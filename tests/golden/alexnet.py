@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-any-return"
 """AlexNet: PyTorch source compiled by nnspec from alexnet.yaml.
 
 Edit the spec and compile it again rather than editing this file.
@@ -27,33 +28,19 @@ class Features(nn.Module):
         self.pool5 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # alexnet.yaml:18  (B, 64, ?, ?)
-        x = self.conv1(x)
-        # alexnet.yaml:19  (B, 64, ?, ?)
-        x = self.relu1(x)
-        # alexnet.yaml:20  (B, 64, ?, ?)
-        x = self.pool1(x)
-        # alexnet.yaml:21  (B, 192, ?, ?)
-        x = self.conv2(x)
-        # alexnet.yaml:22  (B, 192, ?, ?)
-        x = self.relu2(x)
-        # alexnet.yaml:23  (B, 192, ?, ?)
-        x = self.pool2(x)
-        # alexnet.yaml:24  (B, 384, ?, ?)
-        x = self.conv3(x)
-        # alexnet.yaml:25  (B, 384, ?, ?)
-        x = self.relu3(x)
-        # alexnet.yaml:26  (B, 256, ?, ?)
-        x = self.conv4(x)
-        # alexnet.yaml:27  (B, 256, ?, ?)
-        x = self.relu4(x)
-        # alexnet.yaml:28  (B, 256, ?, ?)
-        x = self.conv5(x)
-        # alexnet.yaml:29  (B, 256, ?, ?)
-        x = self.relu5(x)
-        # alexnet.yaml:30  (B, 256, ?, ?)
-        pool5: torch.Tensor = self.pool5(x)
-        return pool5
+        x = self.conv1(x)  # alexnet.yaml:18  (B, 64, ?, ?)
+        x = self.relu1(x)  # alexnet.yaml:19  (B, 64, ?, ?)
+        x = self.pool1(x)  # alexnet.yaml:20  (B, 64, ?, ?)
+        x = self.conv2(x)  # alexnet.yaml:21  (B, 192, ?, ?)
+        x = self.relu2(x)  # alexnet.yaml:22  (B, 192, ?, ?)
+        x = self.pool2(x)  # alexnet.yaml:23  (B, 192, ?, ?)
+        x = self.conv3(x)  # alexnet.yaml:24  (B, 384, ?, ?)
+        x = self.relu3(x)  # alexnet.yaml:25  (B, 384, ?, ?)
+        x = self.conv4(x)  # alexnet.yaml:26  (B, 256, ?, ?)
+        x = self.relu4(x)  # alexnet.yaml:27  (B, 256, ?, ?)
+        x = self.conv5(x)  # alexnet.yaml:28  (B, 256, ?, ?)
+        x = self.relu5(x)  # alexnet.yaml:29  (B, 256, ?, ?)
+        return self.pool5(x)  # alexnet.yaml:30  (B, 256, ?, ?)
 
 
 class Classifier(nn.Module):
@@ -70,21 +57,13 @@ class Classifier(nn.Module):
         self.fc3 = nn.Linear(4096, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # alexnet.yaml:37  (B, in_features)
-        x = self.drop1(x)
-        # alexnet.yaml:38  (B, 4096)
-        x = self.fc1(x)
-        # alexnet.yaml:39  (B, 4096)
-        x = self.relu1(x)
-        # alexnet.yaml:40  (B, 4096)
-        x = self.drop2(x)
-        # alexnet.yaml:41  (B, 4096)
-        x = self.fc2(x)
-        # alexnet.yaml:42  (B, 4096)
-        x = self.relu2(x)
-        # alexnet.yaml:43  (B, classes)
-        fc3: torch.Tensor = self.fc3(x)
-        return fc3
+        x = self.drop1(x)  # alexnet.yaml:37  (B, in_features)
+        x = self.fc1(x)  # alexnet.yaml:38  (B, 4096)
+        x = self.relu1(x)  # alexnet.yaml:39  (B, 4096)
+        x = self.drop2(x)  # alexnet.yaml:40  (B, 4096)
+        x = self.fc2(x)  # alexnet.yaml:41  (B, 4096)
+        x = self.relu2(x)  # alexnet.yaml:42  (B, 4096)
+        return self.fc3(x)  # alexnet.yaml:43  (B, classes)
 
 
 class AlexNet(nn.Module):
@@ -97,12 +76,7 @@ class AlexNet(nn.Module):
         self.classifier = Classifier(in_features=9216, classes=1000, dropout=0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # alexnet.yaml:45  (B, 256, 6, 6)
-        x = self.features(x)
-        # alexnet.yaml:46  (B, 256, 6, 6)
-        x = self.avgpool(x)
-        # alexnet.yaml:47  (B, 9216)
-        x = torch.flatten(x, start_dim=1)
-        # alexnet.yaml:48  (B, 1000)
-        classifier: torch.Tensor = self.classifier(x)
-        return classifier
+        x = self.features(x)  # alexnet.yaml:45  (B, 256, 6, 6)
+        x = self.avgpool(x)  # alexnet.yaml:46  (B, 256, 6, 6)
+        x = torch.flatten(x, start_dim=1)  # alexnet.yaml:47  (B, 9216)
+        return self.classifier(x)  # alexnet.yaml:48  (B, 1000)

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-any-return"
 """ImageWithMetadata: PyTorch source compiled by nnspec from extra_input.yaml.
 
 Edit the spec and compile it again rather than editing this file.
@@ -18,15 +19,11 @@ class ConvBNReLU(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # extra_input.yaml:25  (B, out, in_height, in_width)
-        x = self.conv(x)
-        # extra_input.yaml:26  (B, out, in_height, in_width)
-        x = self.bn(x)
-        # extra_input.yaml:27  (B, out, in_height, in_width)
-        x = self.relu(x)
+        x = self.conv(x)  # extra_input.yaml:25  (B, out, in_height, in_width)
+        x = self.bn(x)  # extra_input.yaml:26  (B, out, in_height, in_width)
+        x = self.relu(x)  # extra_input.yaml:27  (B, out, in_height, in_width)
         # extra_input.yaml:28  (B, out, in_height // 2, in_width // 2)
-        pool: torch.Tensor = self.pool(x)
-        return pool
+        return self.pool(x)
 
 
 class ImageWithMetadata(nn.Module):
@@ -63,20 +60,12 @@ class ImageWithMetadata(nn.Module):
     def forward(
         self, image: torch.Tensor, extra: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        # extra_input.yaml:30  (B, 16, 16, 16)
-        x = self.stem(image)
-        # extra_input.yaml:31  (B, 32, 8, 8)
-        x = self.stage1(x)
-        # extra_input.yaml:32  (B, 32, 1, 1)
-        x = self.pool(x)
-        # extra_input.yaml:33  (B, 32)
-        features = self.features(x)
-        # extra_input.yaml:34  (B, 40)
-        x = torch.cat([features, extra], dim=1)
-        # extra_input.yaml:35  (B, 64)
-        x = self.fc1(x)
-        # extra_input.yaml:36  (B, 64)
-        x = self.relu(x)
+        x = self.stem(image)  # extra_input.yaml:30  (B, 16, 16, 16)
+        x = self.stage1(x)  # extra_input.yaml:31  (B, 32, 8, 8)
+        x = self.pool(x)  # extra_input.yaml:32  (B, 32, 1, 1)
+        features = self.features(x)  # extra_input.yaml:33  (B, 32)
+        x = torch.cat([features, extra], dim=1)  # extra_input.yaml:34  (B, 40)
+        x = self.fc1(x)  # extra_input.yaml:35  (B, 64)
+        x = self.relu(x)  # extra_input.yaml:36  (B, 64)
         # extra_input.yaml:37  (B, 5)
-        head = self.head(x)
-        return {"logits": head, "features": features}
+        return {"logits": self.head(x), "features": features}

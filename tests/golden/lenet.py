@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-any-return"
 """LeNet: PyTorch source compiled by nnspec from lenet.yaml.
 
 Edit the spec and compile it again rather than editing this file.
@@ -26,28 +27,15 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(84, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # lenet.yaml:13  (B, 6, 28, 28)
-        x = self.conv1(x)
-        # lenet.yaml:14  (B, 6, 28, 28)
-        x = self.relu(x)
-        # lenet.yaml:15  (B, 6, 14, 14)
-        x = self.max_pool2d(x)
-        # lenet.yaml:16  (B, 16, 10, 10)
-        x = self.conv2(x)
-        # lenet.yaml:17  (B, 16, 10, 10)
-        x = self.relu_1(x)
-        # lenet.yaml:18  (B, 16, 5, 5)
-        x = self.max_pool2d_1(x)
-        # lenet.yaml:19  (B, 400)
-        x = self.flatten(x)
-        # lenet.yaml:20  (B, 120)
-        x = self.fc1(x)
-        # lenet.yaml:21  (B, 120)
-        x = self.relu_2(x)
-        # lenet.yaml:22  (B, 84)
-        x = self.fc2(x)
-        # lenet.yaml:23  (B, 84)
-        x = self.relu_3(x)
-        # lenet.yaml:24  (B, 10)
-        fc3: torch.Tensor = self.fc3(x)
-        return fc3
+        x = self.conv1(x)  # lenet.yaml:13  (B, 6, 28, 28)
+        x = self.relu(x)  # lenet.yaml:14  (B, 6, 28, 28)
+        x = self.max_pool2d(x)  # lenet.yaml:15  (B, 6, 14, 14)
+        x = self.conv2(x)  # lenet.yaml:16  (B, 16, 10, 10)
+        x = self.relu_1(x)  # lenet.yaml:17  (B, 16, 10, 10)
+        x = self.max_pool2d_1(x)  # lenet.yaml:18  (B, 16, 5, 5)
+        x = self.flatten(x)  # lenet.yaml:19  (B, 400)
+        x = self.fc1(x)  # lenet.yaml:20  (B, 120)
+        x = self.relu_2(x)  # lenet.yaml:21  (B, 120)
+        x = self.fc2(x)  # lenet.yaml:22  (B, 84)
+        x = self.relu_3(x)  # lenet.yaml:23  (B, 84)
+        return self.fc3(x)  # lenet.yaml:24  (B, 10)

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-any-return"
 """ResNetSmall: PyTorch source compiled by nnspec from resnet_small.yaml.
 
 Edit the spec and compile it again rather than editing this file.
@@ -23,21 +24,15 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # resnet_small.yaml:23  (B, in_channels, in_height, in_width)
-        h = self.conv1(x)
-        # resnet_small.yaml:24  (B, in_channels, in_height, in_width)
-        h = self.bn1(h)
-        # resnet_small.yaml:25  (B, in_channels, in_height, in_width)
-        h = self.relu(h)
-        # resnet_small.yaml:26  (B, in_channels, in_height, in_width)
-        h = self.conv2(h)
-        # resnet_small.yaml:27  (B, in_channels, in_height, in_width)
-        h = self.bn2(h)
+        h = self.conv1(x)  # resnet_small.yaml:23  (B, in_channels, in_height, in_width)
+        h = self.bn1(h)  # resnet_small.yaml:24  (B, in_channels, in_height, in_width)
+        h = self.relu(h)  # resnet_small.yaml:25  (B, in_channels, in_height, in_width)
+        h = self.conv2(h)  # resnet_small.yaml:26  (B, in_channels, in_height, in_width)
+        h = self.bn2(h)  # resnet_small.yaml:27  (B, in_channels, in_height, in_width)
         # resnet_small.yaml:28  (B, in_channels, in_height, in_width)
         h = torch.add(h, x)
         # resnet_small.yaml:29  (B, in_channels, in_height, in_width)
-        relu_out: torch.Tensor = self.relu(h)
-        return relu_out
+        return self.relu(h)
 
 
 class Projection(nn.Module):
@@ -51,11 +46,8 @@ class Projection(nn.Module):
         self.bn = nn.BatchNorm2d(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # resnet_small.yaml:36  (B, out, ?, ?)
-        x = self.conv(x)
-        # resnet_small.yaml:37  (B, out, ?, ?)
-        bn: torch.Tensor = self.bn(x)
-        return bn
+        x = self.conv(x)  # resnet_small.yaml:36  (B, out, ?, ?)
+        return self.bn(x)  # resnet_small.yaml:37  (B, out, ?, ?)
 
 
 class DownBlock(nn.Module):
@@ -75,23 +67,14 @@ class DownBlock(nn.Module):
         self.downsample = Projection(in_channels=in_channels, out=out, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # resnet_small.yaml:44  (B, out, ?, ?)
-        h = self.conv1(x)
-        # resnet_small.yaml:45  (B, out, ?, ?)
-        h = self.bn1(h)
-        # resnet_small.yaml:46  (B, out, ?, ?)
-        h = self.relu(h)
-        # resnet_small.yaml:47  (B, out, ?, ?)
-        h = self.conv2(h)
-        # resnet_small.yaml:48  (B, out, ?, ?)
-        bn2 = self.bn2(h)
-        # resnet_small.yaml:49  (B, out, ?, ?)
-        h = self.downsample(x)
-        # resnet_small.yaml:50  (B, out, ?, ?)
-        h = torch.add(bn2, h)
-        # resnet_small.yaml:51  (B, out, ?, ?)
-        relu_out: torch.Tensor = self.relu(h)
-        return relu_out
+        h = self.conv1(x)  # resnet_small.yaml:44  (B, out, ?, ?)
+        h = self.bn1(h)  # resnet_small.yaml:45  (B, out, ?, ?)
+        h = self.relu(h)  # resnet_small.yaml:46  (B, out, ?, ?)
+        h = self.conv2(h)  # resnet_small.yaml:47  (B, out, ?, ?)
+        h = self.bn2(h)  # resnet_small.yaml:48  (B, out, ?, ?)
+        downsample = self.downsample(x)  # resnet_small.yaml:49  (B, out, ?, ?)
+        h = torch.add(h, downsample)  # resnet_small.yaml:50  (B, out, ?, ?)
+        return self.relu(h)  # resnet_small.yaml:51  (B, out, ?, ?)
 
 
 class ResNetSmall(nn.Module):
@@ -118,34 +101,18 @@ class ResNetSmall(nn.Module):
         self.fc = nn.Linear(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # resnet_small.yaml:54  (B, 16, 32, 32)
-        x = self.conv1(x)
-        # resnet_small.yaml:55  (B, 16, 32, 32)
-        x = self.bn1(x)
-        # resnet_small.yaml:56  (B, 16, 32, 32)
-        x = self.relu(x)
-        # resnet_small.yaml:58  (B, 16, 32, 32)
-        x = self.layer1(x)
-        # resnet_small.yaml:59  (B, 32, 16, 16)
-        x = self.down2(x)
-        # resnet_small.yaml:60  (B, 32, 16, 16)
-        x = self.layer2(x)
-        # resnet_small.yaml:61  (B, 64, 8, 8)
-        x = self.down3(x)
-        # resnet_small.yaml:62  (B, 64, 8, 8)
-        x = self.layer3(x)
-        # resnet_small.yaml:64  (B, 64, 1, 1)
-        x = self.avgpool(x)
-        # resnet_small.yaml:65  (B, 64)
-        x = self.flatten(x)
-        # resnet_small.yaml:66  (B, 64)
-        x = self.dropout(x)
-        # resnet_small.yaml:67  (B, 64)
-        x = self.embed(x)
-        # resnet_small.yaml:68  (B, 64)
-        x = self.relu_1(x)
-        # resnet_small.yaml:69  (B, 64)
-        x = self.dropout_1(x)
-        # resnet_small.yaml:70  (B, 10)
-        fc: torch.Tensor = self.fc(x)
-        return fc
+        x = self.conv1(x)  # resnet_small.yaml:54  (B, 16, 32, 32)
+        x = self.bn1(x)  # resnet_small.yaml:55  (B, 16, 32, 32)
+        x = self.relu(x)  # resnet_small.yaml:56  (B, 16, 32, 32)
+        x = self.layer1(x)  # resnet_small.yaml:58  (B, 16, 32, 32)
+        x = self.down2(x)  # resnet_small.yaml:59  (B, 32, 16, 16)
+        x = self.layer2(x)  # resnet_small.yaml:60  (B, 32, 16, 16)
+        x = self.down3(x)  # resnet_small.yaml:61  (B, 64, 8, 8)
+        x = self.layer3(x)  # resnet_small.yaml:62  (B, 64, 8, 8)
+        x = self.avgpool(x)  # resnet_small.yaml:64  (B, 64, 1, 1)
+        x = self.flatten(x)  # resnet_small.yaml:65  (B, 64)
+        x = self.dropout(x)  # resnet_small.yaml:66  (B, 64)
+        x = self.embed(x)  # resnet_small.yaml:67  (B, 64)
+        x = self.relu_1(x)  # resnet_small.yaml:68  (B, 64)
+        x = self.dropout_1(x)  # resnet_small.yaml:69  (B, 64)
+        return self.fc(x)  # resnet_small.yaml:70  (B, 10)

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-any-return"
 """SharedMLP: PyTorch source compiled by nnspec from shared_mlp.yaml.
 
 Edit the spec and compile it again rather than editing this file.
@@ -20,18 +21,10 @@ class SharedMLP(nn.Module):
         self.fc_out = nn.Linear(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # shared_mlp.yaml:14  (B, 64)
-        x = self.fc_in(x)
-        # shared_mlp.yaml:15  (B, 64)
-        x = self.relu(x)
-        # shared_mlp.yaml:16  (B, 64)
-        x = self.hidden(x)
-        # shared_mlp.yaml:17  (B, 64)
-        x = self.relu_1(x)
-        # shared_mlp.yaml:18  (B, 64)
-        x = self.hidden(x)
-        # shared_mlp.yaml:19  (B, 64)
-        x = self.relu_2(x)
-        # shared_mlp.yaml:20  (B, 10)
-        fc_out: torch.Tensor = self.fc_out(x)
-        return fc_out
+        x = self.fc_in(x)  # shared_mlp.yaml:14  (B, 64)
+        x = self.relu(x)  # shared_mlp.yaml:15  (B, 64)
+        x = self.hidden(x)  # shared_mlp.yaml:16  (B, 64)
+        x = self.relu_1(x)  # shared_mlp.yaml:17  (B, 64)
+        x = self.hidden(x)  # shared_mlp.yaml:18  (B, 64)
+        x = self.relu_2(x)  # shared_mlp.yaml:19  (B, 64)
+        return self.fc_out(x)  # shared_mlp.yaml:20  (B, 10)

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-any-return"
 """UNet: PyTorch source compiled by nnspec from unet.yaml.
 
 Edit the spec and compile it again rather than editing this file.
@@ -12,29 +13,21 @@ class DoubleConv(nn.Module):
 
     def __init__(self, *, in_channels: int, out: int, mid: int | None = None) -> None:
         super().__init__()
-        self.conv2d = nn.Conv2d(
-            in_channels, mid or out, kernel_size=3, padding=1, bias=False
-        )
-        self.batch_norm2d = nn.BatchNorm2d(mid or out)
+        mid = mid or out
+        self.conv2d = nn.Conv2d(in_channels, mid, kernel_size=3, padding=1, bias=False)
+        self.batch_norm2d = nn.BatchNorm2d(mid)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2d_1 = nn.Conv2d(mid or out, out, kernel_size=3, padding=1, bias=False)
+        self.conv2d_1 = nn.Conv2d(mid, out, kernel_size=3, padding=1, bias=False)
         self.batch_norm2d_1 = nn.BatchNorm2d(out)
         self.relu_1 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:19  (B, mid or out, in_height, in_width)
-        x = self.conv2d(x)
-        # unet.yaml:20  (B, mid or out, in_height, in_width)
-        x = self.batch_norm2d(x)
-        # unet.yaml:21  (B, mid or out, in_height, in_width)
-        x = self.relu(x)
-        # unet.yaml:22  (B, out, in_height, in_width)
-        x = self.conv2d_1(x)
-        # unet.yaml:23  (B, out, in_height, in_width)
-        x = self.batch_norm2d_1(x)
-        # unet.yaml:24  (B, out, in_height, in_width)
-        relu_1: torch.Tensor = self.relu_1(x)
-        return relu_1
+        x = self.conv2d(x)  # unet.yaml:19  (B, mid, in_height, in_width)
+        x = self.batch_norm2d(x)  # unet.yaml:20  (B, mid, in_height, in_width)
+        x = self.relu(x)  # unet.yaml:21  (B, mid, in_height, in_width)
+        x = self.conv2d_1(x)  # unet.yaml:22  (B, out, in_height, in_width)
+        x = self.batch_norm2d_1(x)  # unet.yaml:23  (B, out, in_height, in_width)
+        return self.relu_1(x)  # unet.yaml:24  (B, out, in_height, in_width)
 
 
 class Down(nn.Module):
@@ -48,9 +41,7 @@ class Down(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # unet.yaml:29  (B, in_channels, in_height // 2, in_width // 2)
         x = self.max_pool2d(x)
-        # unet.yaml:30  (B, out, in_height // 2, in_width // 2)
-        conv: torch.Tensor = self.conv(x)
-        return conv
+        return self.conv(x)  # unet.yaml:30  (B, out, in_height // 2, in_width // 2)
 
 
 class Up(nn.Module):
@@ -58,34 +49,24 @@ class Up(nn.Module):
 
     def __init__(self, *, x_channels: int, skip_channels: int, out: int) -> None:
         super().__init__()
+        in_channels = skip_channels + x_channels
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-        self.conv = DoubleConv(
-            in_channels=skip_channels + x_channels,
-            out=out,
-            mid=(skip_channels + x_channels) // 2,
-        )
+        self.conv = DoubleConv(in_channels=in_channels, out=out, mid=in_channels // 2)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:36  (B, x_channels, x_height * 2, x_width * 2)
-        x = self.up(x)
-        # unet.yaml:37  (B, skip_channels + x_channels, skip_height, skip_width)
+        x = self.up(x)  # unet.yaml:36  (B, x_channels, x_height * 2, x_width * 2)
+        # unet.yaml:37  (B, in_channels, skip_height, skip_width)
         x = torch.cat([skip, x], dim=1)
-        # unet.yaml:38  (B, out, skip_height, skip_width)
-        conv: torch.Tensor = self.conv(x)
-        return conv
+        return self.conv(x)  # unet.yaml:38  (B, out, skip_height, skip_width)
 
 
 class OutConv(nn.Module):
-    """OutConv, compiled from unet.yaml."""
-
     def __init__(self, *, in_channels: int, out: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:42  (B, out, in_height, in_width)
-        conv: torch.Tensor = self.conv(x)
-        return conv
+        return self.conv(x)  # unet.yaml:42  (B, out, in_height, in_width)
 
 
 class UNet(nn.Module):
@@ -105,24 +86,13 @@ class UNet(nn.Module):
         self.outc = OutConv(in_channels=64, out=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # unet.yaml:44  (B, 64, 64, 64)
-        inc = self.inc(x)
-        # unet.yaml:45  (B, 128, 32, 32)
-        down1 = self.down1(inc)
-        # unet.yaml:46  (B, 256, 16, 16)
-        down2 = self.down2(down1)
-        # unet.yaml:47  (B, 512, 8, 8)
-        down3 = self.down3(down2)
-        # unet.yaml:48  (B, 512, 4, 4)
-        x = self.down4(down3)
-        # unet.yaml:49  (B, 256, 8, 8)
-        x = self.up1(x, down3)
-        # unet.yaml:50  (B, 128, 16, 16)
-        x = self.up2(x, down2)
-        # unet.yaml:51  (B, 64, 32, 32)
-        x = self.up3(x, down1)
-        # unet.yaml:52  (B, 64, 64, 64)
-        x = self.up4(x, inc)
-        # unet.yaml:53  (B, 2, 64, 64)
-        outc: torch.Tensor = self.outc(x)
-        return outc
+        inc = self.inc(x)  # unet.yaml:44  (B, 64, 64, 64)
+        down1 = self.down1(inc)  # unet.yaml:45  (B, 128, 32, 32)
+        down2 = self.down2(down1)  # unet.yaml:46  (B, 256, 16, 16)
+        down3 = self.down3(down2)  # unet.yaml:47  (B, 512, 8, 8)
+        x = self.down4(down3)  # unet.yaml:48  (B, 512, 4, 4)
+        x = self.up1(x, down3)  # unet.yaml:49  (B, 256, 8, 8)
+        x = self.up2(x, down2)  # unet.yaml:50  (B, 128, 16, 16)
+        x = self.up3(x, down1)  # unet.yaml:51  (B, 64, 32, 32)
+        x = self.up4(x, inc)  # unet.yaml:52  (B, 64, 64, 64)
+        return self.outc(x)  # unet.yaml:53  (B, 2, 64, 64)

@@ -8,7 +8,8 @@ allowed forms are those compiler/codegen.py emits (read off it and the golden fi
   packages passed as ``allowed_imports``, for ``--allow-import``), then classes;
 - a class: ``class Name(nn.Module):`` with a docstring and the methods ``__init__``,
   ``reset_parameters`` and ``forward``;
-- statements: assignments to ``self.<path>`` or to a local name, ``return``,
+- statements: assignments to ``self.<path>`` or to a local name (in ``forward`` and
+  ``__init__``), ``return``,
   ``for module in (...):`` over submodules, and calls as statements;
 - calls: ``nn.<Module subclass>(...)``, ``nn.init.<fn>_(...)``, ``torch.<fn>`` and
   ``F.<fn>`` of torch's tensor functions, classes defined in the file,
@@ -165,8 +166,9 @@ class _Checker:
             self.expression(node.value, local)
             target = node.targets[0]
             if isinstance(target, ast.Name):
-                if method != "forward":
-                    raise self.fail(node, "a local variable outside forward")
+                # forward's values; in __init__, a size the layers share
+                if method not in ("forward", "__init__"):
+                    raise self.fail(node, "a local variable outside forward/__init__")
                 self.check_identifier(target, target.id)
                 local.add(target.id)
             else:
