@@ -170,7 +170,7 @@ class RunLog:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.writer.add_graph(model, inputs)
+                self.writer.add_graph(model, inputs, use_strict_trace=False)
         except Exception as exc:  # tracing fails in many ways; none stop the run
             lines = str(exc).strip().splitlines()
             reason = lines[0] if lines else type(exc).__name__
