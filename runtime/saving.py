@@ -19,7 +19,7 @@ from .checkpoint import (
 )
 from .errors import TrainError
 from .logs import flat_hparams
-from .schedules import follow_length, length_state
+from .schedules import restore_scheduler
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -77,16 +77,7 @@ def restore(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     check_resumable(checkpoint, trainer.spec, trainer.network, last, shapes)
     trainer.cluster.load_states(checkpoint, trainer.network, trainer.optimizer, last)
     if trainer.scheduler is not None and checkpoint["scheduler"] is not None:
-        # A filled-in length follows the epochs/steps given now: the schedule
-        # built for the new plan keeps its length and goes on from this step.
-        planned = (
-            length_state(trainer.scheduler)
-            if trainer.settings.schedule_length_arg
-            else {}
-        )
-        trainer.scheduler.load_state_dict(checkpoint["scheduler"])
-        if planned and planned != length_state(trainer.scheduler):
-            follow_length(trainer.scheduler, planned)
+        restore_scheduler(trainer, checkpoint["scheduler"])
     if checkpoint["scaler"] is not None:
         trainer.scaler.load_state_dict(checkpoint["scaler"])
     trainer.cluster.restore_rng(checkpoint, trainer.settings.train.seed)

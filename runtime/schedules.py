@@ -19,6 +19,7 @@ imported when the run starts, from an allowed package only (``--allow-import``).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import importlib
 import math
@@ -44,6 +45,7 @@ __all__ = [
     "overridden_by_schedule",
     "plateau_mode",
     "resolve_scheduler",
+    "restore_scheduler",
     "schedule_interval",
     "scheduler_classes",
 ]
@@ -56,6 +58,7 @@ SCHEDULE_LENGTH: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: Schedulers made of other schedulers (``schedulers:``).
 CHAINS = ("SequentialLR", "ChainedScheduler")
+_UNITS = {"step": "optimizer steps", "epoch": "epochs"}
 # Schedulers whose ``lr_lambda`` is a function, named as package.module:function.
 _LAMBDA_SCHEDULERS = ("LambdaLR", "MultiplicativeLR")
 
@@ -189,8 +192,8 @@ def _resolve_chain(
         if phase_needs_steps and not last and part.steps is None:
             raise fail(
                 path,
-                f"phase {i + 1} of the chain needs steps: how many scheduler "
-                f"steps ({interval}s) it lasts before the next one starts",
+                f"phase {i + 1} of the chain needs steps: the number of "
+                f"{_UNITS[interval]} it lasts before the next phase starts",
             )
         _resolve_one(part, path, fail)
     arguments: dict[str, Any] = {}
@@ -550,6 +553,41 @@ def _check_schedule_length(
 
 
 # -- a resumed run with another plan -----------------------------------------------
+
+
+def restore_scheduler(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Load a checkpoint's schedule. A length filled in from the plan follows the
+    epochs/steps given now: the schedule built for the new plan keeps its length
+    and goes on from this step (in a SequentialLR, the phase running now takes the
+    rate the new plan gives it; other phases take their new length only)."""
+    scheduler, s = trainer.scheduler, trainer.settings
+    spec = s.train.scheduler
+    assert scheduler is not None and spec is not None
+    parts = _parts(spec)
+    if parts is None:
+        planned = length_state(scheduler) if s.schedule_length_arg else {}
+        scheduler.load_state_dict(state)
+        if planned and planned != length_state(scheduler):
+            follow_length(scheduler, planned)
+        return
+    built = scheduler._schedulers
+    plans = [
+        length_state(b) if _length_arg(p) is not None else {}
+        for b, p in zip(built, parts)
+    ]
+    scheduler.load_state_dict(state)
+    running = None
+    if isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR):
+        running = bisect.bisect_right(scheduler._milestones, scheduler.last_epoch)
+    for i, (part, planned) in enumerate(zip(built, plans)):
+        if not planned or planned == length_state(part):
+            continue
+        if i == running:
+            follow_length(part, planned)
+        else:
+            for name, value in planned.items():
+                setattr(part, name, value)
+
 
 # The attributes of a scheduler that its length (total_steps, T_max) determines.
 _LENGTH_ATTRIBUTES = ("total_steps", "_schedule_phases", "T_max")
