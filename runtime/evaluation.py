@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from .device import autocast
 from .errors import TrainError
@@ -22,7 +23,39 @@ __all__ = [
     "check_validation_finite",
     "evaluate",
     "first_non_finite_batch",
+    "validate",
 ]
+
+
+def validate(trainer: Trainer, epoch: int, step: int) -> tuple[bool, bool]:
+    """Validate, log, track the best value and early stopping. Returns whether
+    it improved on the best, and whether it joins the k best kept."""
+    t = trainer.settings.train
+    trainer.window.check_finite(trainer.run, trainer._saved_step)
+    with trainer.window.paused():
+        record = evaluate(trainer, epoch, step)
+        check_validation_finite(trainer, record, epoch, step)
+    value = record[t.monitor]
+    improved = math.isfinite(value) and (
+        trainer.best is None
+        or (
+            value > trainer.best["value"]
+            if trainer.settings.higher_is_better(t.monitor)
+            else value < trainer.best["value"]
+        )
+    )
+    if improved:
+        trainer.best = {"monitor": t.monitor, "value": value, "step": step}
+        trainer.log.best(t.monitor, value, step)
+    trainer.log.val(record, best=improved)
+    trainer.last_validation = record
+    if isinstance(trainer.scheduler, ReduceLROnPlateau):
+        trainer.scheduler.step(value)
+    ranked = math.isfinite(value) and trainer.kept.offer(step, value)
+    if trainer.early is not None and trainer.early.update(value, step):
+        trainer.stop(trainer.early.reason)
+    trainer.callbacks.validation(trainer, record)
+    return improved, ranked
 
 
 def check_validation_finite(

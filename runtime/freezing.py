@@ -11,9 +11,16 @@ frozen by any rule and trains as usual.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
-__all__ = ["frozen_norms", "keep_frozen_norms_eval"]
+from .device import compile_model
+
+if TYPE_CHECKING:
+    from .loop import Trainer
+
+__all__ = ["frozen_norms", "keep_frozen_norms_eval", "rewrap", "wrap"]
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
 
@@ -35,3 +42,22 @@ def keep_frozen_norms_eval(model: nn.Module) -> None:
     modules = dict(model.named_modules())
     for name in frozen_norms(model):
         modules[name].eval()
+
+
+def wrap(trainer: Trainer) -> nn.Module:
+    """The model the loop trains: DDP or FSDP over the network, or the network."""
+    s = trainer.settings
+    return trainer.cluster.wrap(
+        trainer.network,
+        block_classes={block.name for block in trainer.spec.compiled.blocks},
+        all_outputs_trained=set(s.outputs) <= {term.output for term in s.losses},
+    )
+
+
+def rewrap(trainer: Trainer) -> None:
+    """DDP registers the parameters that take gradients when it wraps the model:
+    after an unfreeze the model is wrapped anew (and compiled again)."""
+    trainer.model = trainer.network  # the old wrapper and its hooks go first
+    trainer.model = wrap(trainer)
+    if trainer.settings.compile is not None:
+        compile_model(trainer.model, trainer.settings.compile)

@@ -13,19 +13,18 @@ wraps the model, shares out the data, reduces what is logged and writes the
 checkpoints. In one process its hooks do nothing.
 
 The loop's helpers live beside it: plan.py (where a run starts and stops),
-window.py (the logged losses), stopping.py (signals, early stopping),
-evaluation.py (validation), saving.py (checkpoints in and out, with
-retention.py's kept copies), schedules.py, callbacks.py, freezing.py, tracing.py.
+window.py (the logged losses), step.py (the compile check's reference, gradient
+clipping and norm), stopping.py (signals, early stopping), evaluation.py
+(validation), saving.py (set-up, checkpoints in and out, with retention.py's kept
+copies), schedules.py and schedule_run.py, callbacks.py, freezing.py, tracing.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import sys
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -41,10 +40,7 @@ from nnspec.api import Spec, load
 from .callbacks import Callbacks
 from .checkpoint import restoring, spec_hash
 from .compile_check import (
-    check_compiled,
     eager_random_numbers,
-    eager_reference,
-    tolerance,
 )
 from .data import Batch, Batches, load_split
 from .device import (
@@ -55,18 +51,20 @@ from .device import (
     prepare_device,
 )
 from .distributed import DEFAULT_TIMEOUT, Cluster
-from .evaluation import check_losses, check_validation_finite, evaluate
-from .freezing import keep_frozen_norms_eval
+from .evaluation import check_losses, validate
+from .freezing import keep_frozen_norms_eval, rewrap, wrap
 from .logs import RunLog, SilentLog, require_training_extras
 from .param_groups import optimizer_groups, unfreeze_at
 from .plan import Position, describe, make_plan, plan_warnings
 from .retention import Retention
 from .rundir import RunDir
-from .saving import log_start, open_run_dir, restore, save
-from .schedules import make_scheduler, schedule_interval
+from .saving import build_network, log_start, open_run_dir, restore, save
+from .schedule_run import make_scheduler
+from .schedules import schedule_interval
 from .settings import Settings, output_names, resolve_settings
+from .step import check_compiled_step, clip_and_measure, eager_step
 from .stopping import EarlyStopping, StopSignals
-from .tracing import StepTrace
+from .tracing import StepTrace, trace_path
 from .window import LossWindow
 
 __all__ = ["FitResult", "Trainer"]
@@ -192,7 +190,7 @@ class Trainer:
         self.plan = make_plan(self, self.train_data)
 
         # Model (wrapped for DDP or FSDP), optimizer, schedule, losses.
-        self.network = _build(self).to(self.device)
+        self.network = build_network(self).to(self.device)
         if t.unfreeze and self.cluster.sharded:
             raise s.error(
                 ("unfreeze",),
@@ -201,7 +199,7 @@ class Trainer:
                 "that took gradients then; use strategy ddp, or one process",
                 key=True,
             )
-        self.model = self._wrap()
+        self.model = wrap(self)
         self.cluster.seed(t.seed)
         # Named on the unwrapped network, whose parameters the wrappers share.
         groups = optimizer_groups(self.network, t, s.error)
@@ -262,7 +260,9 @@ class Trainer:
             else contextlib.nullcontext()
         )
         trace = (
-            StepTrace(self._trace_path(), self.profile, self.device)
+            StepTrace(
+                trace_path(self.run.root, self.cluster.world), self.profile, self.device
+            )
             if self.profile is not None
             else contextlib.nullcontext()
         )
@@ -334,7 +334,7 @@ class Trainer:
             if self.val_data is not None and (
                 epoch_end or finished or _every(step, t.val_every)
             ):
-                improved, ranked = self._validate(epoch, step)
+                improved, ranked = validate(self, epoch, step)
             if epoch_end:
                 self._epoch_schedule()
                 self.kept.epoch_end(position.epoch, step)
@@ -372,7 +372,7 @@ class Trainer:
         validated once and saved as step 0, so it can be evaluated or exported."""
         improved = False
         if self.val_data is not None:
-            improved, _ = self._validate(0, 0)
+            improved, _ = validate(self, 0, 0)
         save(self, improved)
         self.log.message(f"steps: 0: no training; saved {self.run.last}")
 
@@ -406,7 +406,7 @@ class Trainer:
         """Forward, backward and update over `accumulate` batches; no host sync.
         Returns the loss and (with several terms) each term, on the device."""
         t = self.settings.train
-        reference = self._eager_reference(group) if self._check_compile else None
+        reference = eager_step(self, group) if self._check_compile else None
         losses, terms = [], []
         for i, batch in enumerate(group):
             # DDP averages the gradients over the processes after the last batch.
@@ -419,16 +419,8 @@ class Trainer:
             losses.append(loss.detach())
             terms.append(parts)
         if reference is not None:
-            self._check_compiled(reference, torch.stack(losses).mean())
-        if t.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(self.params, t.grad_clip)
-            if t.log.grad_norm:
-                self._grad_norm = norm.detach()
-        elif t.log.grad_norm:  # the norm clipping would compute, unclipped
-            self.scaler.unscale_(self.optimizer)
-            grads = [p.grad for p in self.params if p.grad is not None]
-            self._grad_norm = nn.utils.get_total_norm(grads).detach()
+            check_compiled_step(self, reference, torch.stack(losses).mean())
+        clip_and_measure(self)
         self.scaler.step(self.optimizer)  # skipped when float16 gradients overflowed
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -442,46 +434,6 @@ class Trainer:
             else torch.stack([t for t in terms if t is not None]).mean(dim=0)
         )
         return torch.stack(losses).mean(), mean_terms
-
-    def _eager_reference(self, group: list[Batch]) -> Any:
-        """The step's forward and backward run eagerly, changing nothing."""
-        t = self.settings.train
-
-        def step() -> Tensor:
-            losses = []
-            for batch in group:
-                with autocast(self.device, t.precision):
-                    outputs = self._forward(batch, self.network)
-                    loss, _ = self._loss(outputs, batch)
-                scaled = loss if len(group) == 1 else loss / len(group)
-                self.scaler.scale(scaled).backward()
-                losses.append(loss.detach())
-            return torch.stack(losses).mean()
-
-        reduce = self.cluster.mean if self.cluster.distributed else None
-        return eager_reference(step, self.network, self.params, self.device, reduce)
-
-    def _check_compiled(self, reference: Any, loss: Tensor) -> None:
-        """Stop before the first update if the compiled step differs from eager."""
-        self._check_compile = False
-        options, precision = self.settings.compile or {}, self.settings.train.precision
-        names = {id(p): name for name, p in self.network.named_parameters()}
-        worst = check_compiled(
-            reference,
-            loss,
-            [(names.get(id(p), "?"), p) for p in self.params],
-            tol=tolerance(precision, self.device),
-            backend=options.get("backend", "inductor"),
-            precision=precision,
-            reduce=self.cluster.mean if self.cluster.distributed else None,
-        )
-        if worst is None:  # overflowed: float16 checks the next step, with less scale
-            self._check_compile = precision == "16-mixed"
-            return
-        self.log.message(
-            f"compile check: the compiled first step matches eager (largest "
-            f"difference {worst:.2g} of a gradient's norm)"
-        )
 
     def _forward(
         self, batch: Batch, model: nn.Module | None = None
@@ -548,77 +500,13 @@ class Trainer:
         if self.settings.train.frozen_bn == "eval":
             keep_frozen_norms_eval(self.network)
 
-    def _wrap(self) -> nn.Module:
-        s = self.settings
-        return self.cluster.wrap(
-            self.network,
-            block_classes={block.name for block in self.spec.compiled.blocks},
-            all_outputs_trained=set(s.outputs) <= {term.output for term in s.losses},
-        )
-
     def _unfrozen(self) -> None:
-        """Parameters were unfrozen: DDP registers the parameters that take
-        gradients when it wraps the model, so the model is wrapped anew."""
+        """Parameters were unfrozen: under DDP the model is wrapped anew."""
         if self.cluster.distributed:
-            self.model = self.network  # the old wrapper and its hooks go first
-            self.model = self._wrap()
-            if self.settings.compile is not None:
-                compile_model(self.model, self.settings.compile)
+            rewrap(self)
         self._train_mode()
 
     # -- validation ------------------------------------------------------------------
-
-    def _validate(self, epoch: int, step: int) -> tuple[bool, bool]:
-        """Validate, log, track the best value and early stopping. Returns whether
-        it improved on the best, and whether it joins the k best kept."""
-        t = self.settings.train
-        self.window.check_finite(self.run, self._saved_step)
-        with self.window.paused():
-            record = evaluate(self, epoch, step)
-            check_validation_finite(self, record, epoch, step)
-        value = record[t.monitor]
-        improved = math.isfinite(value) and (
-            self.best is None
-            or (
-                value > self.best["value"]
-                if self.settings.higher_is_better(t.monitor)
-                else value < self.best["value"]
-            )
-        )
-        if improved:
-            self.best = {"monitor": t.monitor, "value": value, "step": step}
-            self.log.best(t.monitor, value, step)
-        self.log.val(record, best=improved)
-        self.last_validation = record
-        if isinstance(self.scheduler, ReduceLROnPlateau):
-            self.scheduler.step(value)
-        ranked = math.isfinite(value) and self.kept.offer(step, value)
-        if self.early is not None and self.early.update(value, step):
-            self.stop(self.early.reason)
-        self.callbacks.validation(self, record)
-        return improved, ranked
-
-    def _trace_path(self) -> Path:
-        world = self.cluster.world
-        name = f"profile-rank{world.rank}.json" if world.size > 1 else "profile.json"
-        return self.run.root / name
-
-
-def _build(trainer: Trainer) -> nn.Module:
-    """The spec's model. What building it warns about (a ``strict: false``
-    weights report) is printed as nnspec's own warning, once, by rank 0."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        network = trainer.spec.build()
-    for warning in caught:
-        if warning.category is UserWarning:
-            if trainer.cluster.main:
-                print(f"warning: {warning.message}", file=sys.stderr, flush=True)
-        else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
-    return network
 
 
 def _every(step: int, interval: int | None) -> bool:

@@ -4,9 +4,12 @@ retention.py, and a checkpoint's state put back into a resumed run."""
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from nnspec import __version__
 
@@ -19,12 +22,12 @@ from .checkpoint import (
 )
 from .errors import TrainError
 from .logs import flat_hparams
-from .schedules import restore_scheduler
+from .schedule_run import restore_scheduler
 
 if TYPE_CHECKING:
     from .loop import Trainer
 
-__all__ = ["log_start", "open_run_dir", "restore", "save"]
+__all__ = ["build_network", "log_start", "open_run_dir", "restore", "save"]
 
 
 def save(trainer: Trainer, improved: bool) -> None:
@@ -100,6 +103,23 @@ def restore(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 
 
 # -- set-up ----------------------------------------------------------------------
+
+
+def build_network(trainer: Trainer) -> nn.Module:
+    """The spec's model. What building it warns about (a ``strict: false``
+    weights report) is printed as nnspec's own warning, once, by rank 0."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        network = trainer.spec.build()
+    for warning in caught:
+        if warning.category is UserWarning:
+            if trainer.cluster.main:
+                print(f"warning: {warning.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return network
 
 
 def open_run_dir(trainer: Trainer) -> dict[str, Any] | None:

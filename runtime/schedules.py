@@ -15,15 +15,14 @@ A length left out (OneCycleLR's ``total_steps``, CosineAnnealingLR's ``T_max``) 
 the planned length of its phase: its ``steps``, or for the last phase what is left
 of the run. LambdaLR and MultiplicativeLR take ``lr_lambda: package.module:function``,
 imported when the run starts, from an allowed package only (``--allow-import``).
+
+Checked here when the settings are resolved; built for the run in schedule_run.py.
 """
 
 from __future__ import annotations
 
-import bisect
-import copy
-import importlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,19 +32,20 @@ from ..spec.train import SchedulerSpec, TrainSpec
 from ..spec.yaml_source import Path
 
 if TYPE_CHECKING:
-    from .loop import Trainer
     from .settings import Settings
 
 __all__ = [
     "CHAINS",
+    "LAMBDA_SCHEDULERS",
     "SCHEDULE_LENGTH",
-    "follow_length",
-    "length_state",
-    "make_scheduler",
+    "chain",
+    "chain_op",
+    "filled_length",
     "overridden_by_schedule",
+    "part_path",
+    "parts_of",
     "plateau_mode",
     "resolve_scheduler",
-    "restore_scheduler",
     "schedule_interval",
     "scheduler_classes",
 ]
@@ -60,7 +60,7 @@ SCHEDULE_LENGTH: dict[str, tuple[str, tuple[str, ...]]] = {
 CHAINS = ("SequentialLR", "ChainedScheduler")
 _UNITS = {"step": "optimizer steps", "epoch": "epochs"}
 # Schedulers whose ``lr_lambda`` is a function, named as package.module:function.
-_LAMBDA_SCHEDULERS = ("LambdaLR", "MultiplicativeLR")
+LAMBDA_SCHEDULERS = ("LambdaLR", "MultiplicativeLR")
 
 
 def scheduler_classes() -> dict[str, type]:
@@ -84,7 +84,7 @@ def schedule_interval(train: TrainSpec) -> str:
     spec = train.scheduler
     if spec is None:
         return "epoch"
-    parts = _parts(spec)
+    parts = parts_of(spec)
     if parts is None:
         assert isinstance(spec, SchedulerSpec)
         return spec.interval
@@ -95,18 +95,18 @@ def schedule_interval(train: TrainSpec) -> str:
     return "epoch"
 
 
-def _parts(spec: SchedulerSpec | list[SchedulerSpec]) -> list[SchedulerSpec] | None:
+def parts_of(spec: SchedulerSpec | list[SchedulerSpec]) -> list[SchedulerSpec] | None:
     """A chain's parts, or None for one scheduler."""
     if isinstance(spec, list):
         return spec
     return spec.schedulers
 
 
-def _chain_op(spec: SchedulerSpec | list[SchedulerSpec]) -> str:
+def chain_op(spec: SchedulerSpec | list[SchedulerSpec]) -> str:
     return "SequentialLR" if isinstance(spec, list) else spec.op
 
 
-def _part_path(spec: SchedulerSpec | list[SchedulerSpec], i: int) -> Path:
+def part_path(spec: SchedulerSpec | list[SchedulerSpec], i: int) -> Path:
     if isinstance(spec, list):
         return ("scheduler", i)
     return ("scheduler", "schedulers", i)
@@ -123,7 +123,7 @@ def resolve_scheduler(
     spec = train.scheduler
     if spec is None:
         return None, {}, None
-    if _parts(spec) is None:
+    if parts_of(spec) is None:
         assert isinstance(spec, SchedulerSpec)
         if spec.op in CHAINS:
             raise fail(
@@ -138,14 +138,14 @@ def resolve_scheduler(
                 key=True,
             )
         return _resolve_one(spec, ("scheduler",), fail)
-    return _resolve_chain(spec, train, fail)
+    return _resolvechain(spec, train, fail)
 
 
-def _resolve_chain(
+def _resolvechain(
     spec: SchedulerSpec | list[SchedulerSpec], train: TrainSpec, fail: Any
 ) -> tuple[type, dict[str, Any], None]:
-    op = _chain_op(spec)
-    parts = _parts(spec) or []
+    op = chain_op(spec)
+    parts = parts_of(spec) or []
     if isinstance(spec, SchedulerSpec) and op not in CHAINS:
         raise fail(
             ("scheduler", "schedulers"),
@@ -168,7 +168,7 @@ def _resolve_chain(
                 )
     interval = schedule_interval(train)
     for i, part in enumerate(parts):
-        path = _part_path(spec, i)
+        path = part_path(spec, i)
         if part.op in CHAINS or part.op == "ReduceLROnPlateau" or part.schedulers:
             raise fail(
                 (*path, "op"),
@@ -213,7 +213,7 @@ def _resolve_chain(
                 "one where each part after the first starts",
             )
         arguments["milestones"] = milestones
-    _probe_chain(op, parts, arguments, ("scheduler",), fail)
+    _probechain(op, parts, arguments, ("scheduler",), fail)
     return getattr(torch.optim.lr_scheduler, op), arguments, None
 
 
@@ -234,7 +234,7 @@ def _resolve_one(
     arguments = spec.arguments
     _check_arguments(cls, arguments, ("optimizer",), f"scheduler {spec.op}", path, fail)
     _check_finite(arguments, path, f"scheduler {spec.op}", fail)
-    length_arg = _length_arg(spec)
+    length_arg = filled_length(spec)
     for name in _LEARNING_RATES:
         if name in arguments:
             _check_learning_rate(spec.op, name, arguments[name], path, fail)
@@ -254,7 +254,7 @@ def _resolve_one(
     return cls, arguments, length_arg
 
 
-def _length_arg(spec: SchedulerSpec) -> str | None:
+def filled_length(spec: SchedulerSpec) -> str | None:
     """The argument filled in with the planned length, if the spec leaves it out."""
     if spec.op in SCHEDULE_LENGTH:
         name, alternatives = SCHEDULE_LENGTH[spec.op]
@@ -265,10 +265,10 @@ def _length_arg(spec: SchedulerSpec) -> str | None:
 
 def _probe_arguments(spec: SchedulerSpec) -> dict[str, Any]:
     arguments = dict(spec.arguments)
-    length_arg = _length_arg(spec)
+    length_arg = filled_length(spec)
     if length_arg is not None:
         arguments[length_arg] = spec.steps or 100
-    if spec.op in _LAMBDA_SCHEDULERS and isinstance(arguments.get("lr_lambda"), str):
+    if spec.op in LAMBDA_SCHEDULERS and isinstance(arguments.get("lr_lambda"), str):
         arguments["lr_lambda"] = _constant  # the function is imported at the start
     return arguments
 
@@ -278,7 +278,7 @@ def _constant(step: int) -> float:
 
 
 def _check_lambda(spec: SchedulerSpec, path: Path, fail: Any) -> None:
-    if spec.op not in _LAMBDA_SCHEDULERS:
+    if spec.op not in LAMBDA_SCHEDULERS:
         return
     name = spec.arguments.get("lr_lambda")
     module, colon, attr = name.partition(":") if isinstance(name, str) else ("", "", "")
@@ -290,7 +290,7 @@ def _check_lambda(spec: SchedulerSpec, path: Path, fail: Any) -> None:
         )
 
 
-def _probe_chain(
+def _probechain(
     op: str,
     parts: Sequence[SchedulerSpec],
     arguments: Mapping[str, Any],
@@ -302,8 +302,8 @@ def _probe_chain(
         built = [
             scheduler_classes()[p.op](optimizer, **_probe_arguments(p)) for p in parts
         ]
-        chain = _chain(op, optimizer, built, arguments)
-        _probe_schedule(op, chain, optimizer, {}, path, fail)
+        chained = chain(op, optimizer, built, arguments)
+        _probe_schedule(op, chained, optimizer, {}, path, fail)
     except ArithmeticError as exc:
         raise fail(
             path, f"scheduler {op}: its parts divide by zero as they step ({exc})"
@@ -312,7 +312,7 @@ def _probe_chain(
         raise fail(path, f"scheduler {op}: {exc}") from None
 
 
-def _chain(
+def chain(
     op: str,
     optimizer: torch.optim.Optimizer,
     parts: list[Any],
@@ -395,7 +395,7 @@ def overridden_by_schedule(settings: Settings) -> list[str]:
     """Warnings for overrides that change nothing, because another setting decides
     the value: ``--set optimizer.lr=...`` under OneCycleLR."""
     scheduler = settings.train.scheduler
-    if scheduler is None or _parts(scheduler) is not None:
+    if scheduler is None or parts_of(scheduler) is not None:
         return []
     op = scheduler.op
     found = []
@@ -439,184 +439,3 @@ def plateau_mode(settings: Settings, fail: Any) -> None:
             f"{monitor} is better {better}, so the mode is {mode!r} (leave mode out: "
             "it follows the monitor)",
         )
-
-
-# -- built when the run starts ----------------------------------------------------
-
-
-def run_length(trainer: Trainer) -> int:
-    """The planned length of the run in the scheduler's interval (at least 1)."""
-    if schedule_interval(trainer.settings.train) == "step":
-        return max(trainer.plan.max_steps, 1)
-    return max(trainer.plan.epochs, 1)
-
-
-def make_scheduler(trainer: Trainer) -> Any:
-    """The scheduler of the run, on its optimizer (None: a constant rate)."""
-    s = trainer.settings
-    spec = s.train.scheduler
-    if s.scheduler is None or spec is None:
-        return None
-    if s.scheduler is ReduceLROnPlateau and trainer.val_data is None:
-        raise s.error(
-            ("scheduler", "op"),
-            "ReduceLROnPlateau steps on a validation value, and this run has no "
-            "validation data: give data.val or data.val_fraction",
-        )
-    length = run_length(trainer)
-    parts = _parts(spec)
-    if parts is None:
-        assert isinstance(spec, SchedulerSpec)
-        # The resolved arguments: ReduceLROnPlateau's mode is filled in there.
-        arguments = _arguments(trainer, spec, s.scheduler_args, ("scheduler",), length)
-        return s.scheduler(trainer.optimizer, **arguments)
-    op = _chain_op(spec)
-    milestones = s.scheduler_args.get("milestones", [])
-    starts = [0, *milestones]
-    built = []
-    for i, part in enumerate(parts):
-        if op == "SequentialLR":
-            end = starts[i + 1] if i + 1 < len(starts) else max(length, starts[i] + 1)
-            phase = end - starts[i]
-        else:
-            phase = length
-        path = _part_path(spec, i)
-        arguments = _arguments(trainer, part, part.arguments, path, phase)
-        built.append(scheduler_classes()[part.op](trainer.optimizer, **arguments))
-    return _chain(op, trainer.optimizer, built, s.scheduler_args)
-
-
-def _arguments(
-    trainer: Trainer,
-    spec: SchedulerSpec,
-    given: Mapping[str, Any],
-    path: Path,
-    length: int,
-) -> dict[str, Any]:
-    arguments = dict(given)
-    length_arg = _length_arg(spec)
-    if length_arg is not None:
-        arguments[length_arg] = length
-    _check_schedule_length(trainer, spec, path, arguments, length)
-    if spec.op in _LAMBDA_SCHEDULERS:
-        arguments["lr_lambda"] = _import_function(
-            trainer, arguments["lr_lambda"], (*path, "lr_lambda")
-        )
-    return arguments
-
-
-def _import_function(trainer: Trainer, name: str, path: Path) -> Callable[..., Any]:
-    s = trainer.settings
-    module_name, _, attr = name.partition(":")
-    package = module_name.split(".")[0]
-    if package not in trainer.allow_imports:
-        raise s.error(
-            path,
-            f"lr_lambda {name!r} imports package {package!r}, which is not allowed; "
-            f"allow it with --allow-import {package} (nnspec train) or "
-            f"allow_imports=[{package!r}] (Trainer)",
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise s.error(path, f"cannot import {module_name!r}: {exc}") from None
-    function = getattr(module, attr, None)
-    if not callable(function):
-        raise s.error(path, f"module {module_name!r} has no function {attr!r}")
-    return function
-
-
-def _check_schedule_length(
-    trainer: Trainer,
-    spec: SchedulerSpec,
-    path: Path,
-    arguments: Mapping[str, Any],
-    need: int,
-) -> None:
-    """OneCycleLR cannot step past its length: a run longer than the schedule
-    is refused now, at the argument, rather than failing at that step."""
-    if spec.op != "OneCycleLR":
-        return
-    total = arguments.get("total_steps")
-    key = "total_steps"
-    if total is None:
-        key = "epochs"
-        total = arguments.get("epochs", 0) * arguments.get("steps_per_epoch", 0)
-    unit = f"{schedule_interval(trainer.settings.train)}s"
-    if total < need:
-        raise trainer.settings.error(
-            (*path, key),
-            f"OneCycleLR lasts {total} {unit}, but this run takes {need} "
-            f"{unit}; leave total_steps out to fit the schedule to the run, or "
-            f"make it at least {need}",
-        )
-
-
-# -- a resumed run with another plan -----------------------------------------------
-
-
-def restore_scheduler(trainer: Trainer, state: dict[str, Any]) -> None:
-    """Load a checkpoint's schedule. A length filled in from the plan follows the
-    epochs/steps given now: the schedule built for the new plan keeps its length
-    and goes on from this step (in a SequentialLR, the phase running now takes the
-    rate the new plan gives it; other phases take their new length only)."""
-    scheduler, s = trainer.scheduler, trainer.settings
-    spec = s.train.scheduler
-    assert scheduler is not None and spec is not None
-    parts = _parts(spec)
-    if parts is None:
-        planned = length_state(scheduler) if s.schedule_length_arg else {}
-        scheduler.load_state_dict(state)
-        if planned and planned != length_state(scheduler):
-            follow_length(scheduler, planned)
-        return
-    built = scheduler._schedulers
-    plans = [
-        length_state(b) if _length_arg(p) is not None else {}
-        for b, p in zip(built, parts)
-    ]
-    scheduler.load_state_dict(state)
-    running = None
-    if isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR):
-        running = bisect.bisect_right(scheduler._milestones, scheduler.last_epoch)
-    for i, (part, planned) in enumerate(zip(built, plans)):
-        if not planned or planned == length_state(part):
-            continue
-        if i == running:
-            follow_length(part, planned)
-        else:
-            for name, value in planned.items():
-                setattr(part, name, value)
-
-
-# The attributes of a scheduler that its length (total_steps, T_max) determines.
-_LENGTH_ATTRIBUTES = ("total_steps", "_schedule_phases", "T_max")
-
-
-def length_state(scheduler: Any) -> dict[str, Any]:
-    return {
-        name: copy.deepcopy(getattr(scheduler, name))
-        for name in _LENGTH_ATTRIBUTES
-        if hasattr(scheduler, name)
-    }
-
-
-def follow_length(scheduler: Any, planned: dict[str, Any]) -> None:
-    """Give a restored scheduler the length of the new plan, and the learning rate
-    the new plan has at the step it is at (as a fresh run of that plan would)."""
-    for name, value in planned.items():
-        setattr(scheduler, name, value)
-    total = getattr(scheduler, "total_steps", None)
-    if total is not None and scheduler.last_epoch > total:
-        return  # the new plan ended before this step: the run stops at once
-    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
-    if closed_form is not None:  # CosineAnnealingLR steps recursively otherwise
-        for group, lr in zip(scheduler.optimizer.param_groups, closed_form()):
-            group["lr"] = lr
-        scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
-        return
-    # OneCycleLR computes its rate (and momentum) from the step alone: redo the step.
-    count = scheduler._step_count
-    scheduler.last_epoch -= 1
-    scheduler.step()
-    scheduler._step_count = count

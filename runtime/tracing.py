@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["StepTrace"]
+__all__ = ["StepTrace", "trace_path"]
 
 #: Steps skipped, then run without recording, before the recorded ones.
 WAIT, WARMUP = 1, 1
@@ -54,3 +54,9 @@ class StepTrace:
         profiler.export_chrome_trace(str(partial))
         os.replace(partial, self.path)
         self.written = True
+
+
+def trace_path(root: Path, world: Any) -> Path:
+    """profile.json in the run directory; profile-rank<R>.json with several processes."""
+    name = f"profile-rank{world.rank}.json" if world.size > 1 else "profile.json"
+    return root / name
