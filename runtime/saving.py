@@ -95,6 +95,8 @@ def restore(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
         trainer.cluster.copy_best(trainer.run)
     if trainer.early is not None:
         trainer.early.restore(checkpoint.get("early_stop"))
+        if trainer.early.waited >= trainer.early.patience:  # it stopped the run here
+            trainer.stop(trainer.early.reason)
     trainer.kept.restore(checkpoint.get("kept"), trainer.position.step, main)
     trainer.window.restore(checkpoint["window"])
     trainer._saved_step = trainer.position.step

@@ -67,6 +67,22 @@ def test_early_stopping_is_exact_across_a_resume(tiny_spec, tmp_path: Path) -> N
     assert validations(stopped) == validations(straight)
 
 
+def test_a_run_early_stopping_ended_stays_ended_unless_patience_grows(
+    tiny_spec, tmp_path: Path
+) -> None:
+    spec = tiny_spec(EARLY)
+    out = tmp_path / "run"
+    fit(spec, out)
+    again = fit(spec, out, resume=True)
+    assert (again.status, again.step) == ("stopped", 8)
+    assert max(train_losses(out)) == 8
+    longer = fit(spec, out, resume=True, overrides={"early_stop.patience": 5})
+    assert longer.status == "stopped" and longer.step > 8
+    assert longer.reason is not None and longer.reason.endswith("in 5 validations")
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert (last["step"], last["early_stop"]["waited"]) == (longer.step, 5)
+
+
 @pytest.mark.parametrize(
     ("higher", "values", "stops_at"),
     [
