@@ -270,14 +270,14 @@ class Trainer:
             with StopSignals() as signals, same_random, trace:
                 stop = self.cluster.stop_vote(signals)
                 self._train(stop, trace if isinstance(trace, StepTrace) else None)
+            if isinstance(trace, StepTrace) and trace.written:
+                self.log.message(f"profile: wrote {trace.path}")
         except compile_errors() as exc:
             if s.compile is None:
                 raise
             raise compile_failure(exc, s.compile) from exc
         finally:
             self.log.close()
-        if isinstance(trace, StepTrace) and trace.written:
-            self.log.message(f"profile: wrote {trace.path}")
         return self._result(stop)
 
     def _train(self, stop: StopSignals, trace: StepTrace | None) -> None:
