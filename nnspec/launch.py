@@ -40,6 +40,8 @@ def worker_arguments(args: argparse.Namespace) -> list[str]:
     if getattr(args, "confine", False):
         argv.append("--confine")
     argv += ["--timeout", str(args.timeout)]
+    if args.profile is not None:
+        argv += ["--profile", str(args.profile)]
     return argv
 
 

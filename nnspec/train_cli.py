@@ -92,6 +92,7 @@ def _trainer(args: argparse.Namespace) -> Any:
         resume=args.resume,
         overwrite=args.overwrite,
         timeout=args.timeout,
+        profile=args.profile,
     )
 
 
@@ -177,7 +178,29 @@ def register_train(parser: argparse.ArgumentParser) -> None:
         help="with several processes: how long a collective waits for the others "
         f"before the run fails (default {DEFAULT_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        type=_steps,
+        const=5,
+        metavar="STEPS",
+        help="record a torch.profiler trace of STEPS real training steps (default "
+        "5) into the run directory: profile.json (Perfetto, chrome://tracing)",
+    )
     parser.set_defaults(handler=train_command)
+
+
+def _steps(text: str) -> int:
+    """A number of steps, at least 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of steps, received {text!r}"
+        )
+    return value
 
 
 def read_run_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ A checkpoint is one ``torch.save`` file holding plain data and tensors only, so
     step          optimizer steps done in all
     window        the loss summed since the last logged step, and its count
     best          {monitor, value, step} of the best validation, or None
+    early_stop    early stopping's {best, waited}, or None (optional)
+    kept          the kept best-step<N>/epoch-<N> checkpoints (optional)
     spec_hash     hash of the model part of the spec with its params
     params        the params the model was built with
     torch_version, nnspec_version
@@ -52,6 +54,7 @@ from .errors import TrainError
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAMES",
+    "KEPT_NAME",
     "UnreadableCheckpointError",
     "check_resumable",
     "check_state",
@@ -79,6 +82,8 @@ class UnreadableCheckpointError(TrainError):
 
 #: The names of checkpoints in a run's checkpoints/ folder.
 CHECKPOINT_NAMES = ("last.pt", "best.pt", "last.dcp", "best.dcp")
+#: The names of the checkpoints kept besides those (see retention.py).
+KEPT_NAME = re.compile(r"(best-step|epoch-)\d+\.(pt|dcp)")
 _PARTIAL_SUFFIX = ".partial"
 
 
@@ -142,9 +147,13 @@ def remove_partial(
     """Delete temporary files (and sharded checkpoint directories) left by a
     process killed while writing one of ``names``: ``.NAME.PID.partial`` files and
     ``.NAME.partial`` directories, nothing else (and no symbolic link)."""
+    alternatives = [re.escape(n) for n in names]
+    if names is CHECKPOINT_NAMES:  # and the kept copies' (retention.py)
+        alternatives.append(KEPT_NAME.pattern)
     pattern = re.compile(
         "|".join(
-            rf"\.{re.escape(n)}(\.\d+)?{re.escape(_PARTIAL_SUFFIX)}" for n in names
+            rf"\.(?:{name})(\.\d+)?{re.escape(_PARTIAL_SUFFIX)}"
+            for name in alternatives
         )
     )
     removed = []
@@ -254,6 +263,8 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "world_size": _INT,
     "global_batch": _INT,
     "rank_rng": (list, type(None)),
+    "early_stop": _OPTIONAL_DICT,
+    "kept": _OPTIONAL_DICT,
 }
 
 

@@ -1,22 +1,41 @@
-"""What a run reports: metrics.jsonl, TensorBoard scalars, and the terminal.
+"""What a run reports: metrics.jsonl, metrics.csv, TensorBoard, and the terminal.
 
 On a terminal a progress bar shows the epoch, step, loss and samples/s; otherwise
 (a log file, CI) the same appears as plain lines every ``log_every`` steps.
+
+metrics.csv holds the same records as metrics.jsonl, one row each, under a header
+of every key seen so far: a record with a new key (the first validation's) rewrites
+the file with the wider header, the earlier rows left empty in the new columns. On
+resume it is written afresh from metrics.jsonl (cut back to the checkpoint's step).
+
+TensorBoard gets the scalars, and optionally the HParams of the run (the params
+and train settings, with the best monitored value as ``hparams/best_<monitor>``)
+and the model's graph.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import math
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import TrainError
 from .rundir import RunDir
 
-__all__ = ["RunLog", "SilentLog", "format_record", "require_training_extras"]
+__all__ = [
+    "CsvLog",
+    "RunLog",
+    "SilentLog",
+    "flat_hparams",
+    "format_record",
+    "require_training_extras",
+]
 
 # What training needs beyond the core install (the `train` extra), by import name.
 TRAINING_EXTRAS = {"tensorboard": "TensorBoard logs", "tqdm": "the progress bar"}
@@ -68,6 +87,7 @@ class RunLog:
         total_steps: int,
         epochs: int,
         progress: bool,
+        csv: bool = False,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -75,6 +95,7 @@ class RunLog:
         self.total_steps = total_steps
         # Line-buffered: each record reaches the file as it is logged.
         self.file = open(run.metrics, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.csv = CsvLog(run.root / "metrics.csv", run.metrics) if csv else None
         # purge_step hides the events a killed run wrote after its last checkpoint.
         self.writer = SummaryWriter(
             str(run.root), purge_step=start_step + 1 if start_step else None
@@ -127,6 +148,36 @@ class RunLog:
             self._prefix(record) + format_record(record) + ("  (best)" if best else "")
         )
 
+    def best(self, monitor: str, value: float, step: int) -> None:
+        """A new best monitored value: the HParams tab's metric."""
+        self.writer.add_scalar(f"hparams/best_{monitor}", value, step)
+
+    def hparams(self, values: Mapping[str, Any], monitor: str) -> None:
+        """The run's settings in TensorBoard's HParams tab, in this run's own event
+        file, against the best value of ``monitor``."""
+        from torch.utils.tensorboard.summary import hparams
+
+        writer = self.writer.file_writer
+        assert writer is not None  # open until close()
+        for summary in hparams(dict(values), {f"hparams/best_{monitor}": 0.0}):
+            writer.add_summary(summary)
+
+    def graph(self, model: Any, inputs: tuple[Any, ...]) -> None:
+        """The model's graph (a trace); a model that cannot be traced is skipped
+        with a note, and the run goes on."""
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, inputs, use_strict_trace=False)
+        except Exception as exc:  # tracing fails in many ways; none stop the run
+            lines = str(exc).strip().splitlines()
+            reason = lines[0] if lines else type(exc).__name__
+            self.message(
+                f"note: the model graph is not logged: its trace failed ({reason})"
+            )
+
     def message(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
@@ -137,6 +188,8 @@ class RunLog:
         """Make everything logged so far durable (called before each checkpoint)."""
         self.file.flush()
         os.fsync(self.file.fileno())
+        if self.csv is not None:
+            self.csv.flush()
         self.writer.flush()
 
     def close(self) -> None:
@@ -144,6 +197,8 @@ class RunLog:
             self.bar.close()
         self.writer.close()
         self.file.close()
+        if self.csv is not None:
+            self.csv.close()
 
     def _prefix(self, record: dict[str, Any]) -> str:
         width = len(str(self.total_steps))
@@ -158,6 +213,80 @@ class RunLog:
             for k, v in record.items()
         }
         self.file.write(json.dumps(clean) + "\n")
+        if self.csv is not None:
+            self.csv.write(clean)
+
+
+class CsvLog:
+    """metrics.csv: the records as rows, under the header of the keys seen so far."""
+
+    def __init__(self, path: Path, jsonl: Path) -> None:
+        self.path = path
+        self.columns: list[str] = []
+        rows = list(_jsonl_records(jsonl))  # what the run logged before a resume
+        for row in rows:
+            self._widen(row)
+        self._rewrite(rows)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if any(key not in self.columns for key in record):
+            self._widen(record)
+            self.file.close()
+            self._rewrite(list(self._rows()))
+        self.writer.writerow(record)
+
+    def _widen(self, record: Mapping[str, Any]) -> None:
+        self.columns += [key for key in record if key not in self.columns]
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        with open(self.path, encoding="utf-8", newline="") as f:
+            yield from csv.DictReader(f)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        """Write the header and ``rows`` to a temporary file, then rename it over
+        metrics.csv; append from there on."""
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, self.columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(partial, self.path)
+        self.file = open(self.path, "a", encoding="utf-8", newline="", buffering=1)  # noqa: SIM115
+        self.writer = csv.DictWriter(self.file, self.columns, restval="")
+
+    def flush(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _jsonl_records(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``a.b: value`` pairs of the types HParams takes (numbers,
+    strings, booleans); a list or None is shown as text."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_hparams(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = json.dumps(value, default=str)
+    return flat
 
 
 class SilentLog:
@@ -174,6 +303,15 @@ class SilentLog:
         pass
 
     def val(self, record: dict[str, Any], *, best: bool) -> None:
+        pass
+
+    def best(self, monitor: str, value: float, step: int) -> None:
+        pass
+
+    def hparams(self, values: Mapping[str, Any], monitor: str) -> None:
+        pass
+
+    def graph(self, model: Any, inputs: tuple[Any, ...]) -> None:
         pass
 
     def message(self, text: str) -> None:

@@ -12,9 +12,14 @@
         train.json                the train settings in effect (--set applied), params
         model.py                  the generated model source
         metrics.jsonl             one JSON object per logged step and per validation
+        metrics.csv               the same records as rows (log: {csv: false}: none)
+        profile.json              nnspec train --profile: a torch.profiler trace
+                                  (profile-rank<R>.json with several processes)
         events.out.tfevents.*     TensorBoard scalars
         checkpoints/last.pt       the latest state (resume from here)
         checkpoints/best.pt       the state with the best monitored validation value
+        checkpoints/best-step<N>.pt, checkpoints/epoch-<N>.pt
+                                  kept checkpoints (checkpoints: in the train section)
 
 A sharded run (strategy fsdp on several processes) writes directories instead:
 ``checkpoints/last.dcp/`` and ``checkpoints/best.dcp/`` (torch.distributed.checkpoint
@@ -45,7 +50,12 @@ from typing import Any
 import torch
 import yaml
 
-from .checkpoint import CHECKPOINT_NAMES, recover_directory, remove_partial
+from .checkpoint import (
+    CHECKPOINT_NAMES,
+    KEPT_NAME,
+    recover_directory,
+    remove_partial,
+)
 from .errors import TrainError
 
 __all__ = ["LOCK_FILE", "MARKER_FILE", "RUN_FORMAT", "RunDir"]
@@ -56,6 +66,9 @@ RUN_FORMAT = 1
 SOURCES = "sources"
 #: The files nnspec writes at the top of a run directory (besides the event files).
 INPUT_FILES = ("spec.yaml", "model.py", "train.json")
+#: Files a run writes as it goes, besides metrics.jsonl and the event files.
+LOG_FILES = ("metrics.csv", "profile.json")
+_PROFILE_RANK = re.compile(r"profile-rank\d+\.json")
 _EVENTS = re.compile(r"events\.out\.tfevents\.[^/]+")
 _SOURCE_NAME = re.compile(r"\d+-[A-Za-z0-9._-]+")
 
@@ -95,6 +108,21 @@ class RunDir:
     @property
     def marker(self) -> Path:
         return self.root / MARKER_FILE
+
+    def log_files(self) -> list[Path]:
+        """metrics.csv and profile traces (the names in LOG_FILES, per rank)."""
+        ranks = [p for p in self.root.glob("profile-rank*.json")]
+        return [self.root / n for n in LOG_FILES] + sorted(
+            p for p in ranks if _PROFILE_RANK.fullmatch(p.name)
+        )
+
+    def kept_checkpoints(self) -> list[Path]:
+        """best-step<N> and epoch-<N> checkpoints (see retention.py)."""
+        if not self.checkpoints.is_dir() or self.checkpoints.is_symlink():
+            return []
+        return sorted(
+            p for p in self.checkpoints.iterdir() if KEPT_NAME.fullmatch(p.name)
+        )
 
     def event_files(self) -> list[Path]:
         return sorted(
@@ -185,12 +213,14 @@ class RunDir:
             self.root / LOCK_FILE,
             *(self.root / n for n in INPUT_FILES),
             self.metrics,
+            *self.log_files(),
             self.root / SOURCES,
             self.checkpoints,
             *self.event_files(),
         ]
         if self.checkpoints.is_dir() and not self.checkpoints.is_symlink():
             names += [self.checkpoints / n for n in CHECKPOINT_NAMES]
+            names += self.kept_checkpoints()
             names += list(self.checkpoints.glob(".*.previous"))
             names += list(self.checkpoints.glob(".*.partial"))
         names += list(self.root.glob(".*.partial"))
@@ -243,7 +273,7 @@ class RunDir:
         with _writing(self.checkpoints):
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             remove_partial(self.checkpoints)
-            remove_partial(self.root, (self.metrics.name, *INPUT_FILES))
+            remove_partial(self.root, (self.metrics.name, *LOG_FILES, *INPUT_FILES))
             for path in self._checkpoint_paths():
                 recover_directory(path)
 
@@ -253,6 +283,8 @@ class RunDir:
         self.check_links()
         paths = [
             self.metrics,
+            *self.log_files(),
+            *self.kept_checkpoints(),
             *self._checkpoint_paths(),
             *self.event_files(),
             self.root / SOURCES,

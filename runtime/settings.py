@@ -25,6 +25,12 @@ from ..spec.train import CompileSpec, TrainSpec
 from ..spec.validate import validate_document
 from ..spec.yaml_source import Document, Path
 from .metrics import METRICS, Metric
+from .schedules import (
+    overridden_by_schedule,
+    plateau_mode,
+    resolve_scheduler,
+    scheduler_classes,
+)
 
 __all__ = [
     "LossSpec",
@@ -37,13 +43,6 @@ __all__ = [
     "resolve_settings",
     "scheduler_classes",
 ]
-
-# Scheduler arguments that, when omitted, are the planned length of the run.
-# (Both are required by torch, so filling them in never overrides a torch default.)
-SCHEDULE_LENGTH: dict[str, tuple[str, tuple[str, ...]]] = {
-    "OneCycleLR": ("total_steps", ("total_steps", "epochs", "steps_per_epoch")),
-    "CosineAnnealingLR": ("T_max", ("T_max",)),
-}
 
 # Losses whose target holds class indices: synthetic data draws integers for them.
 CLASS_INDEX_LOSSES = frozenset({"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"})
@@ -239,7 +238,7 @@ def resolve_settings(
     losses = [_loss(name, term, outputs, fail) for name, term in train.loss.items()]
     metrics = _metrics(train, outputs, fail)
     optimizer, optimizer_args = _optimizer(train, fail)
-    scheduler, scheduler_args, length_arg = _scheduler(train, fail)
+    scheduler, scheduler_args, length_arg = resolve_scheduler(train, fail)
     device = _device(train.device, fail)
     _check_precision(train.precision, device, fail)
     settings = Settings(
@@ -266,8 +265,8 @@ def resolve_settings(
             f"{suggest(train.monitor, settings.val_keys)}; "
             f"validation logs: {', '.join(settings.val_keys)}",
         )
-    _plateau_mode(settings, fail)
-    settings.warnings += _overridden_overrides(settings)
+    plateau_mode(settings, fail)
+    settings.warnings += overridden_by_schedule(settings)
     data = train.data
     if data.val is not None and data.val_fraction is not None:
         raise fail(
@@ -322,14 +321,6 @@ def loss_classes() -> dict[str, type]:
 def optimizer_classes() -> dict[str, type]:
     """torch.optim's optimizers by name."""
     return _classes(torch.optim, torch.optim.Optimizer, {"Optimizer"})
-
-
-def scheduler_classes() -> dict[str, type]:
-    """torch.optim.lr_scheduler's schedulers by name."""
-    sched = torch.optim.lr_scheduler
-    found = _classes(sched, sched.LRScheduler, {"LRScheduler"})
-    found["ReduceLROnPlateau"] = sched.ReduceLROnPlateau
-    return found
 
 
 def _lookup(
@@ -484,154 +475,6 @@ def _check_finite(
                     (*path, name),
                     f"{what}: {name} must be a finite number, received {v}",
                 )
-
-
-def _scheduler(
-    train: TrainSpec, fail: Any
-) -> tuple[type | None, dict[str, Any], str | None]:
-    spec = train.scheduler
-    if spec is None:
-        return None, {}, None
-    path = ("scheduler",)
-    cls = _lookup(spec.op, scheduler_classes(), "scheduler", (*path, "op"), fail)
-    arguments = spec.arguments
-    _check_arguments(cls, arguments, ("optimizer",), f"scheduler {spec.op}", path, fail)
-    _check_finite(arguments, path, f"scheduler {spec.op}", fail)
-    length_arg = None
-    probe_args = dict(arguments)
-    if spec.op in SCHEDULE_LENGTH:
-        name, alternatives = SCHEDULE_LENGTH[spec.op]
-        if not any(a in arguments for a in alternatives):
-            length_arg = name
-            probe_args[name] = 100
-    for name in _LEARNING_RATES:
-        if name in arguments:
-            _check_learning_rate(spec.op, name, arguments[name], path, fail)
-    try:
-        optimizer = torch.optim.SGD(_probe_parameters(), lr=0.1)
-        scheduler = cls(optimizer, **probe_args)
-        _probe_schedule(spec.op, scheduler, optimizer, probe_args, path, fail)
-    except ArithmeticError as exc:  # StepLR's step_size: 0, CosineAnnealingLR's T_max
-        raise fail(
-            path,
-            f"scheduler {spec.op}: its arguments divide by zero as it steps ({exc})",
-        ) from None
-    except (TypeError, ValueError, IndexError) as exc:
-        raise fail(path, f"scheduler {spec.op}: {exc}") from None
-    return cls, arguments, length_arg
-
-
-# Scheduler arguments that are learning rates: max_lr must be positive, the others
-# at least 0 (a number, or a list of one per parameter group).
-_LEARNING_RATES = ("max_lr", "base_lr", "eta_min", "min_lr")
-# The scheduler steps taken on a probe optimizer while the spec is checked.
-_PROBE_STEPS = 20
-
-
-def _check_learning_rate(op: str, name: str, value: Any, path: Path, fail: Any) -> None:
-    values = value if isinstance(value, list) else [value]
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue  # torch reports a wrong type when the probe builds it
-        positive = name == "max_lr"
-        if not math.isfinite(v) or v < 0 or (positive and v == 0):
-            bound = "more than 0" if positive else "at least 0"
-            raise fail(
-                (*path, name),
-                f"scheduler {op}: {name} must be a finite number {bound}, received {v}",
-            )
-
-
-def _probe_schedule(
-    op: str,
-    scheduler: Any,
-    optimizer: torch.optim.Optimizer,
-    arguments: Mapping[str, Any],
-    path: Path,
-    fail: Any,
-) -> None:
-    """Step the schedule a few times on a probe optimizer: arguments that divide by
-    zero or make the learning rate negative or infinite fail here, at the spec's
-    line, not at some step of the run."""
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        return  # steps on a validation value; its arguments are checked by torch
-    steps = _PROBE_STEPS
-    if op == "OneCycleLR":
-        total = arguments.get("total_steps") or (
-            arguments.get("epochs", 0) * arguments.get("steps_per_epoch", 0)
-        )
-        steps = min(steps, max(int(total) - 1, 0))
-    for step in range(1, steps + 1):
-        optimizer.step()
-        scheduler.step()
-        lr = optimizer.param_groups[0]["lr"]
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
-            raise fail(
-                path,
-                f"scheduler {op}: its arguments make the learning rate {lr} at "
-                f"step {step}; a learning rate must be a finite number, at least 0",
-            )
-
-
-# Schedulers that set the learning rate (and momentum) themselves, from arguments
-# of their own: what they do to an optimizer argument given by --set.
-_RATE_SETTERS = {
-    "OneCycleLR": "sets the learning rate from its max_lr (max_lr / div_factor at "
-    "the start); set scheduler.max_lr instead",
-    "CyclicLR": "sets the learning rate from its base_lr and max_lr; set "
-    "scheduler.base_lr instead",
-}
-_MOMENTUM_CYCLERS = frozenset({"OneCycleLR", "CyclicLR"})
-
-
-def _overridden_overrides(settings: Settings) -> list[str]:
-    """Warnings for overrides that change nothing, because another setting decides
-    the value: ``--set optimizer.lr=...`` under OneCycleLR."""
-    scheduler = settings.train.scheduler
-    if scheduler is None:
-        return []
-    op = scheduler.op
-    found = []
-    for key in settings.overrides:
-        parts = tuple(key.split("."))
-        effect = None
-        if parts == ("optimizer", "lr") and op in _RATE_SETTERS:
-            effect = f"{op} {_RATE_SETTERS[op]}"
-        elif (
-            parts == ("optimizer", "momentum")
-            and op in _MOMENTUM_CYCLERS
-            and scheduler.arguments.get("cycle_momentum", True)
-        ):
-            effect = (
-                f"{op} cycles the momentum between its base_momentum and "
-                "max_momentum; set those instead"
-            )
-        if effect is not None:
-            found.append(
-                settings.warning(
-                    parts, f"{settings.override_text(key)} has no effect: {effect}"
-                )
-            )
-    return found
-
-
-def _plateau_mode(settings: Settings, fail: Any) -> None:
-    """ReduceLROnPlateau's mode follows the monitor: ``max`` for accuracies."""
-    if settings.scheduler is not torch.optim.lr_scheduler.ReduceLROnPlateau:
-        return
-    monitor = settings.train.monitor
-    mode = "max" if settings.higher_is_better(monitor) else "min"
-    given = settings.scheduler_args.get("mode")
-    if given is None:
-        settings.scheduler_args = {**settings.scheduler_args, "mode": mode}
-    elif given != mode:
-        better = "higher" if mode == "max" else "lower"
-        raise fail(
-            ("scheduler", "mode"),
-            f"ReduceLROnPlateau mode {given!r} contradicts the monitor: "
-            f"{monitor} is better {better}, so the mode is {mode!r} (leave mode out: "
-            "it follows the monitor)",
-        )
 
 
 # -- device, precision, compile ----------------------------------------------------

@@ -17,9 +17,12 @@ __all__ = [
     "MAX_WORKERS",
     "PRECISIONS",
     "STRATEGIES",
+    "CheckpointsSpec",
     "CompileSpec",
     "DataSource",
     "DataSpec",
+    "EarlyStopSpec",
+    "LogSpec",
     "LossTerm",
     "OptimizerSpec",
     "SchedulerSpec",
@@ -164,15 +167,75 @@ class SchedulerSpec(_WithArguments):
     """A torch.optim.lr_scheduler class; other keys are its arguments.
 
     OneCycleLR's ``total_steps`` and CosineAnnealingLR's ``T_max``, when not given,
-    are the planned length of the run in ``interval`` units.
+    are the planned length of the run (or of the phase) in ``interval`` units.
     """
 
     op: str = Field(
         description="A torch.optim.lr_scheduler class: OneCycleLR, "
-        "CosineAnnealingLR, StepLR, ReduceLROnPlateau, ..."
+        "CosineAnnealingLR, StepLR, ReduceLROnPlateau, LinearLR, LambdaLR, "
+        "SequentialLR, ChainedScheduler, ..."
     )
     interval: Literal["step", "epoch"] = Field(
         "epoch", description="Step the scheduler after each optimizer step or epoch."
+    )
+    steps: PositiveInt | None = Field(
+        None,
+        description="In a chain (a list, or SequentialLR's schedulers): how many "
+        "scheduler steps this phase lasts before the next one starts.",
+    )
+    schedulers: list[SchedulerSpec] | None = Field(
+        None,
+        description="The parts of a SequentialLR (one after another) or a "
+        "ChainedScheduler (all at once).",
+    )
+
+
+class EarlyStopSpec(_Strict):
+    """Stop when the monitored validation value stops improving."""
+
+    patience: PositiveInt = Field(
+        description="Validations in a row without an improvement before the run stops."
+    )
+    min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        0.0,
+        description="An improvement is a change of the monitored value by more "
+        "than this, in its better direction.",
+    )
+
+
+class CheckpointsSpec(_Strict):
+    """Which checkpoints a run keeps besides last.pt and best.pt."""
+
+    keep_best: PositiveInt = Field(
+        1,
+        description="Keep the k best checkpoints by the monitored value "
+        "(best-step<N>.pt for each of them when k > 1; best.pt is the best one).",
+    )
+    every_epoch: bool = Field(
+        False, description="Keep a checkpoint of each epoch's end: epoch-<N>.pt."
+    )
+    keep_last: PositiveInt | None = Field(
+        None,
+        description="With every_epoch: keep only the newest n epoch checkpoints. "
+        "Default: all of them.",
+    )
+
+
+class LogSpec(_Strict):
+    """What a run logs beyond the loss, learning rate and validation values."""
+
+    csv: bool = Field(True, description="Also write metrics.csv (one row a record).")
+    grad_norm: bool = Field(
+        False,
+        description="Log the total gradient norm of the logged step (train/grad_norm).",
+    )
+    graph: bool = Field(
+        False, description="Add the model's graph to TensorBoard (a trace of it)."
+    )
+    hparams: bool = Field(
+        True,
+        description="Write the params and train settings to TensorBoard's HParams "
+        "tab, with the best monitored value.",
     )
 
 
@@ -222,16 +285,20 @@ class TrainSpec(_Strict):
         default_factory=_default_optimizer,
         description="Default: {op: AdamW, lr: 0.001}.",
     )
-    scheduler: SchedulerSpec | None = Field(
-        None, description="Learning-rate schedule; default: constant."
+    scheduler: SchedulerSpec | list[SchedulerSpec] | None = Field(
+        None,
+        description="Learning-rate schedule; a list is a chain of phases (each but "
+        "the last with steps:). Default: constant.",
     )
     epochs: PositiveInt | None = Field(
         None,
         description="Passes over the training data; with steps, whichever ends "
         "first. Neither: one epoch.",
     )
-    steps: PositiveInt | None = Field(
-        None, description="Optimizer steps; with epochs, whichever ends first."
+    steps: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = Field(
+        None,
+        description="Optimizer steps; with epochs, whichever ends first. 0: build, "
+        "validate once and write the checkpoint, without training.",
     )
     precision: Precision = Field(
         "32-true",
@@ -279,4 +346,22 @@ class TrainSpec(_Strict):
     unfreeze: list[UnfreezeSpec] = Field(
         default_factory=list,
         description="Frozen parameters that start training at a later epoch.",
+    )
+    early_stop: EarlyStopSpec | None = Field(
+        None,
+        description="Stop when the monitor has not improved for patience "
+        "validations: {patience: 3, min_delta: 0.001}.",
+    )
+    checkpoints: CheckpointsSpec = Field(
+        default_factory=lambda: CheckpointsSpec.model_validate({}),
+        description="Checkpoints kept besides last.pt and best.pt.",
+    )
+    log: LogSpec = Field(
+        default_factory=lambda: LogSpec.model_validate({}),
+        description="What else a run logs.",
+    )
+    frozen_bn: Literal["train", "eval"] = Field(
+        "train",
+        description="eval: a BatchNorm whose parameters are all frozen stays in "
+        "eval mode while training (its running statistics do not change).",
     )
