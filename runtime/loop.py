@@ -65,9 +65,10 @@ from .device import (
 from .distributed import DEFAULT_TIMEOUT, Cluster
 from .errors import NonFiniteLossError, TrainError
 from .logs import RunLog, SilentLog, require_training_extras
+from .metrics import Tally, batch_values
 from .param_groups import optimizer_groups, unfreeze_at
 from .rundir import RunDir
-from .settings import ELEMENTWISE_LOSSES, Settings, output_names, resolve_settings
+from .settings import Settings, output_names, resolve_settings
 
 __all__ = ["FitResult", "Trainer"]
 
@@ -149,7 +150,9 @@ class Trainer:
         elif params:
             raise ValueError("params go to nnspec.load; this spec is already built")
         self.spec = spec
-        self.settings: Settings = resolve_settings(spec, overrides)
+        self.settings: Settings = resolve_settings(
+            spec, overrides, allow_imports=allow_imports
+        )
         self.allow_imports = frozenset(allow_imports)
         self.cluster = Cluster(self.settings.train.strategy, timeout)
         stem = Path(spec.path).stem if not spec.path.startswith("<") else spec.name
@@ -226,7 +229,7 @@ class Trainer:
         self.scheduler = self._make_scheduler()
         self.scaler = self.cluster.scaler(self.device, t.precision)
         for term in s.losses:
-            term.module.to(self.device)
+            term.to(self.device)
         self._check_losses()
 
         # Start at step 0, or where the checkpoint left off.
@@ -464,9 +467,7 @@ class Trainer:
         """The weighted sum of the loss terms (float32), and with several terms
         the terms themselves (detached)."""
         losses = self.settings.losses
-        values = [
-            term.module(outputs[term.output], batch[term.target]) for term in losses
-        ]
+        values = [term(outputs, batch) for term in losses]
         if len(losses) == 1 and losses[0].weight == 1.0:
             return values[0].float(), None
         total = losses[0].weight * values[0].float()
@@ -573,10 +574,7 @@ class Trainer:
                         for k, v in outputs.items()
                     }
                     loss, _ = self._loss(outputs, batch)
-                values = [loss.float()] + [
-                    m.metric.score(outputs[m.output], batch[m.target])[0].float()
-                    for m in s.metrics
-                ]
+                values = [loss.float(), *batch_values(s.metrics, outputs, batch)]
                 if bool(torch.isfinite(torch.stack(values)).all()):
                     continue
                 number = data.rank + j * data.world_size  # the batch in all ranks
@@ -610,8 +608,7 @@ class Trainer:
         batch_dims = {name: (v.batch_dim or 0) for name, v in s.outputs.items()}
         loss_sum = torch.zeros((), device=self.device)
         terms_sum = torch.zeros(len(s.losses), device=self.device)
-        scores = torch.zeros(len(s.metrics), device=self.device)
-        counts = [0] * len(s.metrics)
+        tally = Tally(s.metrics, self.device)
         self.model.eval()
         for batch, real in data.padded():
             with autocast(self.device, s.train.precision):
@@ -630,19 +627,11 @@ class Trainer:
             loss_sum += loss * real
             if terms is not None:
                 terms_sum += terms * real
-            for i, m in enumerate(s.metrics):
-                score, count = m.metric.score(outputs[m.output], batch[m.target])
-                scores[i] += score
-                counts[i] += count
+            tally.update(outputs, batch)
         self.model.train()
         n = len(data)
         # One tensor of sums (float64 counts are exact), added up over the ranks.
-        sums = torch.cat(
-            [
-                torch.cat([loss_sum.view(1), terms_sum, scores]).double(),
-                torch.tensor(counts, dtype=torch.float64, device=self.device),
-            ]
-        )
+        sums = torch.cat([loss_sum.view(1), terms_sum]).double()
         values = self.cluster.sum(sums).tolist()
         record: dict[str, Any] = {
             "step": step,
@@ -652,10 +641,7 @@ class Trainer:
         if len(s.losses) > 1:
             for term, value in zip(s.losses, values[1 : 1 + len(s.losses)]):
                 record[f"val_loss_{term.output}"] = value / n
-        k = len(s.metrics)
-        rest = values[1 + len(s.losses) :]
-        for m, score, count in zip(s.metrics, rest[:k], rest[k:]):
-            record[m.key] = score / max(count, 1)
+        record.update(tally.values(self.cluster.sum))
         return record
 
     # -- checkpoints -----------------------------------------------------------------
@@ -917,28 +903,9 @@ class Trainer:
                 with autocast(self.device, s.train.precision):
                     outputs = self._forward(batch)
                     for term in s.losses:
-                        out, target = outputs[term.output], batch[term.target]
-                        problem = None
-                        if term.op in ELEMENTWISE_LOSSES and out.shape != target.shape:
-                            problem = "the shapes differ, and the loss would broadcast"
-                        else:
-                            try:
-                                term.module(out, target)
-                            except (
-                                RuntimeError,
-                                ValueError,
-                                IndexError,
-                                TypeError,
-                            ) as e:
-                                problem = _first_line(e)
+                        problem = term.problem(outputs, batch)
                         if problem is not None:
-                            raise s.error(
-                                ("loss", term.output),
-                                f"loss {term.op} cannot compare output "
-                                f"{term.output!r} {list(out.shape)} ({_dtype(out)}) "
-                                f"with target {term.target!r} {list(target.shape)} "
-                                f"({_dtype(target)}): {problem}",
-                            )
+                            raise s.error(("loss", term.output), problem)
             finally:
                 self.model.train()
 
@@ -1172,12 +1139,3 @@ def _count(n: int, noun: str) -> str:
 
 def _every(step: int, interval: int | None) -> bool:
     return interval is not None and step % interval == 0
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _dtype(tensor: Tensor) -> str:
-    return str(tensor.dtype).removeprefix("torch.")
