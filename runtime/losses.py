@@ -10,7 +10,6 @@ A term is a torch.nn loss class or a custom ``package.module:Class`` (an
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,12 +155,13 @@ def resolve_loss(
     for key, value in tensors.items():
         where = (*path, "args", key) if key in (term.args or {}) else (*path, key)
         try:
-            if not all(math.isfinite(x) for x in torch.tensor(value).flatten()):
-                raise fail(
-                    where, f"loss {term.op}: {key} holds a number that is not finite"
-                )
-        except ValueError as exc:  # ragged lists
+            tensor = torch.tensor(value, dtype=torch.float32)
+        except (TypeError, ValueError) as exc:  # ragged lists
             raise fail(where, f"loss {term.op}: {key} is not a tensor: {exc}") from None
+        if not bool(torch.isfinite(tensor).all()):
+            raise fail(
+                where, f"loss {term.op}: {key} holds a number that is not finite"
+            )
 
     def build(device: torch.device) -> nn.Module:
         made = {

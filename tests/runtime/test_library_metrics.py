@@ -215,3 +215,20 @@ def test_two_processes_give_the_values_of_one(tmp_path: Path) -> None:
     for rank in (0, 1):
         values = json.loads((tmp_path / f"{rank}.json").read_text())
         assert values == pytest.approx(one, abs=1e-6)
+
+
+def test_a_missing_torchmetrics_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import nnspec.runtime.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "torchmetrics_missing", lambda: True)
+    with pytest.raises(nnspec.SpecError) as info:
+        metrics_of(
+            "loss: {logits: {op: CrossEntropyLoss, target: y}}\n"
+            "metrics: {logits: [accuracy, f1]}\n"
+        )
+    assert str(info.value).startswith(
+        "m.yaml:11:32: error: metric f1 needs torchmetrics, which the core install "
+        "leaves out: pip install 'nnspec[train]'"
+    )
