@@ -123,6 +123,15 @@ class LossTerm(_WithArguments):
     class's own ``weight`` and for tensors (lists of numbers become tensors).
     """
 
+    # Without inputs, target is required (checked with the rest of the spec).
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"not": {"required": ["inputs"]}},
+            "then": {"required": ["target"]},
+        },
+    )
+
     op: str = Field(
         description="A torch.nn loss class (CrossEntropyLoss, MSELoss, "
         "BCEWithLogitsLoss, ...) or package.module:Class, an nn.Module whose "

@@ -170,8 +170,8 @@ def test_input_mistakes_are_located() -> None:
         "loss: {mean: {op: GaussianNLLLoss, target: y, inputs: {input: mean, "
         "target: y, var: var}}}\n"
     ).startswith(at(38) + "give target or inputs, not both")
-    assert error("loss: {mean: {op: MSELoss}}\n").startswith(
-        at(16) + "loss of 'mean' needs target:"
+    assert error("loss: {mean: {op: MSELoss}}\n") == at(10) + (
+        "train.loss.mean is missing the required key 'target'"
     )
     assert (
         error("loss: {mean: {op: MSELoss, inputs: {input: var, target: y}}}\n")
