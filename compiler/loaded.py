@@ -279,3 +279,12 @@ def _packages(allow_imports: Iterable[str] | None) -> tuple[str, ...]:
     if isinstance(allow_imports, str):
         return (allow_imports,)
     return tuple(allow_imports)
+
+
+def importable_beside(spec: str) -> None:
+    """Let allowed imports (``--allow-import``) find a module beside the spec, as
+    ``python -m`` lets them find one in the working directory. The folder goes last
+    on the path: it never hides an installed module or the standard library."""
+    folder = os.path.abspath(os.path.dirname(spec) or ".")
+    if folder not in (os.path.abspath(p or ".") for p in sys.path):
+        sys.path.append(folder)

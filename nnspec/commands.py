@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import Any
 import yaml
 
 from nnspec.api import Spec, confined, load, loads
+from nnspec.compiler.loaded import importable_beside
 from nnspec.compiler.pyformat import GeneratedSourceError
 from nnspec.compiler.shape_rules import ShapeRuleBug
+from nnspec.runtime.errors import RunError
 from nnspec.spec.errors import SpecError
 from nnspec.spec.version import __version__
 from nnspec.spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
@@ -124,15 +125,6 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def importable_beside(spec: str) -> None:
-    """Let allowed imports (``--allow-import``) find a module beside the spec, as
-    ``python -m`` lets them find one in the working directory. The folder goes last
-    on the path: it never hides an installed module or the standard library."""
-    folder = os.path.abspath(os.path.dirname(spec) or ".")
-    if folder not in (os.path.abspath(p or ".") for p in sys.path):
-        sys.path.append(folder)
-
-
 def load_spec(args: argparse.Namespace) -> Spec:
     """The spec a command names: a file, or standard input for ``-`` (its errors then
     say ``<stdin>:line:col``; relative paths in it are read from the working folder)."""
@@ -171,7 +163,7 @@ def run_command(
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_SPEC_ERROR
-    except UsageError as exc:
+    except (UsageError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
     except (GeneratedSourceError, ShapeRuleBug) as exc:

@@ -316,7 +316,7 @@ def _model_and_spec(args: argparse.Namespace) -> tuple[Any, nn.Module, str]:
     source = Path(args.spec)
     if args.spec != "-" and source.is_dir():
         from .api import load
-        from .train_cli import read_run_checkpoint
+        from .runtime.checkpoint import read_run_checkpoint
 
         spec_file = source / "spec.yaml"
         if not spec_file.is_file():

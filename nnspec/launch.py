@@ -61,7 +61,9 @@ def launch(args: argparse.Namespace) -> int:
         )
     # Check the spec here, once (SpecError: exit 2, nothing started).
     spec = load(args.spec, parse_params(args.params), allow_imports=args.allow_imports)
-    settings = resolve_settings(spec, parse_overrides(args.set))
+    settings = resolve_settings(
+        spec, parse_overrides(args.set), allow_imports=args.allow_imports
+    )
     if settings.device.type == "cuda" and nproc > torch.cuda.device_count():
         raise UsageError(
             f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA "

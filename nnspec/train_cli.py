@@ -20,12 +20,12 @@ from nnspec.commands import (
     EXIT_INTERRUPTED,
     EXIT_SPEC_ERROR,
     STDIN,
-    UsageError,
     add_spec_arguments,
     importable_beside,
     parse_overrides,
     parse_params,
 )
+from nnspec.runtime.checkpoint import read_run_checkpoint
 from nnspec.runtime.distributed import (
     DEFAULT_TIMEOUT,
     PeerFailedError,
@@ -39,7 +39,6 @@ from nnspec.spec.errors import SpecError
 __all__ = [
     "consolidate_command",
     "export_weights_command",
-    "read_run_checkpoint",
     "register_consolidate",
     "register_export_weights",
     "register_train",
@@ -201,30 +200,6 @@ def _steps(text: str) -> int:
             f"expected a number of steps, received {text!r}"
         )
     return value
-
-
-def read_run_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
-    """The ``best`` or ``last`` checkpoint of a run directory, read safely; a missing
-    one is a UsageError (naming ``nnspec consolidate`` for an FSDP run's shards)."""
-    from nnspec.runtime.checkpoint import load_checkpoint
-    from nnspec.runtime.rundir import RunDir
-
-    run = RunDir(run_dir)
-    source = run.best if which == "best" else run.last
-    if not source.exists():
-        sharded = RunDir(run_dir, sharded=True)
-        shards = sharded.best if which == "best" else sharded.last
-        if shards.exists():  # an FSDP run: its checkpoints are sharded
-            raise UsageError(
-                f"{run_dir} has no {which} checkpoint ({source}) but "
-                f"a sharded one of an FSDP run: `nnspec consolidate {shards}` "
-                f"writes {source}; then export again"
-            )
-        raise UsageError(f"{run_dir} has no {which} checkpoint ({source})")
-    try:
-        return load_checkpoint(source)
-    except TrainError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def export_weights_command(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from torch import nn
 
 from nnspec.compiler.loaded import Spec
 
-from .errors import TrainError
+from .errors import RunError, TrainError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -62,6 +62,7 @@ __all__ = [
     "copy_directory",
     "load_checkpoint",
     "partial_directory",
+    "read_run_checkpoint",
     "recover_directory",
     "remove_partial",
     "replace_directory",
@@ -448,3 +449,27 @@ def check_resumable(
         text + "new run (another out_dir, or overwrite=True)",
         command_line=text + "new run (--out DIR, or --overwrite)",
     )
+
+
+def read_run_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
+    """The ``best`` or ``last`` checkpoint of a run directory, read safely; a missing
+    or unreadable one is a RunError (naming ``nnspec consolidate`` for an FSDP run's
+    shards)."""
+    from .rundir import RunDir
+
+    run = RunDir(run_dir)
+    source = run.best if which == "best" else run.last
+    if not source.exists():
+        sharded = RunDir(run_dir, sharded=True)
+        shards = sharded.best if which == "best" else sharded.last
+        if shards.exists():  # an FSDP run: its checkpoints are sharded
+            raise RunError(
+                f"{run_dir} has no {which} checkpoint ({source}) but "
+                f"a sharded one of an FSDP run: `nnspec consolidate {shards}` "
+                f"writes {source}; then export again"
+            )
+        raise RunError(f"{run_dir} has no {which} checkpoint ({source})")
+    try:
+        return load_checkpoint(source)
+    except TrainError as exc:
+        raise RunError(str(exc)) from None

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..spec.errors import SpecError
 from ..spec.train import SourceSpec
 from .errors import TrainError
-from .settings import BINARY_LOSSES, CLASS_INDEX_LOSSES, Settings
+from .losses import BINARY_LOSSES, CLASS_INDEX_LOSSES
+from .settings import Settings
 
 __all__ = [
     "Batches",
@@ -397,7 +398,8 @@ class _Reader:
             self.inputs[name] = (tuple(shape), getattr(torch, dtype))
         self.targets: dict[str, Any] = {}
         for term in settings.losses:
-            self.targets.setdefault(term.target, term)
+            for name in term.data_names:
+                self.targets.setdefault(name, term)
 
     @property
     def names(self) -> list[str]:
@@ -417,7 +419,7 @@ class _Reader:
         """The class-index targets of the losses, with their output's classes."""
         found = []
         for term in self.settings.losses:
-            if term.op not in CLASS_INDEX_LOSSES:
+            if term.op not in CLASS_INDEX_LOSSES or term.target is None:
                 continue
             value = self.settings.outputs[term.output]
             shape = list(value.shape)

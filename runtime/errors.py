@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteLossError", "TrainError"]
+__all__ = ["NonFiniteLossError", "RunError", "TrainError"]
 
 
 class TrainError(Exception):
@@ -28,3 +28,9 @@ class NonFiniteLossError(TrainError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class RunError(Exception):
+    """A run directory, checkpoint or data file that cannot be used as asked (no such
+    run, a missing array, a file that is not a tensor file): the user's mistake, which
+    the command line prints as ``error: message``, status 2."""

@@ -13,7 +13,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from .device import autocast
 from .errors import TrainError
-from .settings import ELEMENTWISE_LOSSES
+from .metrics import Tally, batch_values
 
 if TYPE_CHECKING:
     from .loop import Trainer
@@ -106,10 +106,7 @@ def first_non_finite_batch(trainer: Trainer) -> str:
                     for k, v in outputs.items()
                 }
                 loss, _ = trainer._loss(outputs, batch)
-            values = [loss.float()] + [
-                m.metric.score(outputs[m.output], batch[m.target])[0].float()
-                for m in s.metrics
-            ]
+            values = [loss.float(), *batch_values(s.metrics, outputs, batch)]
             if bool(torch.isfinite(torch.stack(values)).all()):
                 continue
             number = data.rank + j * data.world_size  # the batch in all ranks
@@ -144,8 +141,7 @@ def evaluate(trainer: Trainer, epoch: int, step: int) -> dict[str, Any]:
     batch_dims = {name: (v.batch_dim or 0) for name, v in s.outputs.items()}
     loss_sum = torch.zeros((), device=trainer.device)
     terms_sum = torch.zeros(len(s.losses), device=trainer.device)
-    scores = torch.zeros(len(s.metrics), device=trainer.device)
-    counts = [0] * len(s.metrics)
+    tally = Tally(s.metrics, trainer.device)
     trainer.model.eval()
     for batch, real in data.padded():
         with autocast(trainer.device, s.train.precision):
@@ -164,19 +160,11 @@ def evaluate(trainer: Trainer, epoch: int, step: int) -> dict[str, Any]:
         loss_sum += loss * real
         if terms is not None:
             terms_sum += terms * real
-        for i, m in enumerate(s.metrics):
-            score, count = m.metric.score(outputs[m.output], batch[m.target])
-            scores[i] += score
-            counts[i] += count
+        tally.update(outputs, batch)
     trainer._train_mode()
     n = len(data)
     # One tensor of sums (float64 counts are exact), added up over the ranks.
-    sums = torch.cat(
-        [
-            torch.cat([loss_sum.view(1), terms_sum, scores]).double(),
-            torch.tensor(counts, dtype=torch.float64, device=trainer.device),
-        ]
-    )
+    sums = torch.cat([loss_sum.view(1), terms_sum]).double()
     values = trainer.cluster.sum(sums).tolist()
     record: dict[str, Any] = {
         "step": step,
@@ -186,10 +174,7 @@ def evaluate(trainer: Trainer, epoch: int, step: int) -> dict[str, Any]:
     if len(s.losses) > 1:
         for term, value in zip(s.losses, values[1 : 1 + len(s.losses)]):
             record[f"val_loss_{term.output}"] = value / n
-    k = len(s.metrics)
-    rest = values[1 + len(s.losses) :]
-    for m, score, count in zip(s.metrics, rest[:k], rest[k:]):
-        record[m.key] = score / max(count, 1)
+    record.update(tally.values(trainer.cluster.sum))
     return record
 
 
@@ -206,36 +191,8 @@ def check_losses(trainer: Trainer) -> None:
             with autocast(trainer.device, s.train.precision):
                 outputs = trainer._forward(batch)
                 for term in s.losses:
-                    out, target = outputs[term.output], batch[term.target]
-                    problem = None
-                    if term.op in ELEMENTWISE_LOSSES and out.shape != target.shape:
-                        problem = "the shapes differ, and the loss would broadcast"
-                    else:
-                        try:
-                            term.module(out, target)
-                        except (
-                            RuntimeError,
-                            ValueError,
-                            IndexError,
-                            TypeError,
-                        ) as e:
-                            problem = _first_line(e)
+                    problem = term.problem(outputs, batch)
                     if problem is not None:
-                        raise s.error(
-                            ("loss", term.output),
-                            f"loss {term.op} cannot compare output "
-                            f"{term.output!r} {list(out.shape)} ({_dtype(out)}) "
-                            f"with target {term.target!r} {list(target.shape)} "
-                            f"({_dtype(target)}): {problem}",
-                        )
+                        raise s.error(("loss", term.output), problem)
         finally:
             trainer._train_mode()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _dtype(tensor: Tensor) -> str:
-    return str(tensor.dtype).removeprefix("torch.")

@@ -125,7 +125,9 @@ class Trainer:
         if profile is not None and profile < 1:
             raise ValueError(f"profile is a number of steps, at least 1: {profile}")
         self.spec = spec
-        self.settings: Settings = resolve_settings(spec, overrides)
+        self.settings: Settings = resolve_settings(
+            spec, overrides, allow_imports=allow_imports
+        )
         self.allow_imports = frozenset(allow_imports)
         self.callbacks = Callbacks(callbacks)
         self.profile = profile
@@ -208,7 +210,7 @@ class Trainer:
         self.scheduler = make_scheduler(self)
         self.scaler = self.cluster.scaler(self.device, t.precision)
         for term in s.losses:
-            term.module.to(self.device)
+            term.to(self.device)
         check_losses(self)
 
         # Start at step 0, or where the checkpoint left off.
@@ -453,9 +455,7 @@ class Trainer:
         """The weighted sum of the loss terms (float32), and with several terms
         the terms themselves (detached)."""
         losses = self.settings.losses
-        values = [
-            term.module(outputs[term.output], batch[term.target]) for term in losses
-        ]
+        values = [term(outputs, batch) for term in losses]
         if len(losses) == 1 and losses[0].weight == 1.0:
             return values[0].float(), None
         total = losses[0].weight * values[0].float()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,8 @@ from ..spec.errors import Diagnostic, SpecError, suggest
 from ..spec.train import CompileSpec, TrainSpec
 from ..spec.validate import validate_document
 from ..spec.yaml_source import Document, Path
-from .metrics import METRICS, Metric
+from .losses import LossSpec, resolve_loss
+from .metrics import MetricSpec, resolve_metrics
 from .schedules import (
     overridden_by_schedule,
     plateau_mode,
@@ -33,46 +34,13 @@ from .schedules import (
 )
 
 __all__ = [
-    "LossSpec",
-    "MetricSpec",
     "Settings",
     "apply_overrides",
-    "loss_classes",
     "optimizer_classes",
     "output_names",
     "resolve_settings",
     "scheduler_classes",
 ]
-
-# Losses whose target holds class indices: synthetic data draws integers for them.
-CLASS_INDEX_LOSSES = frozenset({"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"})
-BINARY_LOSSES = frozenset({"BCELoss", "BCEWithLogitsLoss"})
-# Losses that compare element by element: output and target must have one shape
-# (torch would broadcast [B, 1] against [B] with only a warning).
-ELEMENTWISE_LOSSES = frozenset(
-    {"MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss"}
-)
-
-
-@dataclass
-class LossSpec:
-    """One loss term, resolved: ``weight * module(outputs[output], data[target])``."""
-
-    output: str
-    target: str
-    weight: float
-    op: str
-    module: nn.Module
-
-
-@dataclass
-class MetricSpec:
-    """A metric of one output, logged as ``key`` (``val_accuracy``)."""
-
-    output: str
-    target: str
-    metric: Metric
-    key: str
 
 
 @dataclass
@@ -215,9 +183,13 @@ def _show(value: Any) -> str:
 
 
 def resolve_settings(
-    spec: Spec, overrides: Mapping[str, Any] | None = None
+    spec: Spec,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    allow_imports: Iterable[str] = (),
 ) -> Settings:
-    """Check the spec's train section (with overrides) and resolve its torch names."""
+    """Check the spec's train section (with overrides) and resolve its torch names;
+    custom losses and metrics import only from ``allow_imports``."""
     doc = spec.compiled.document
     if not isinstance(doc.data, dict) or doc.data.get("train") is None:
         raise doc.error(
@@ -235,8 +207,12 @@ def resolve_settings(
         return doc.error(("train", *path), message, key=key)
 
     outputs = _output_values(spec)
-    losses = [_loss(name, term, outputs, fail) for name, term in train.loss.items()]
-    metrics = _metrics(train, outputs, fail)
+    allowed = frozenset(allow_imports)
+    losses = [
+        resolve_loss(name, term, outputs, fail, allowed)
+        for name, term in train.loss.items()
+    ]
+    metrics = resolve_metrics(train, outputs, losses, fail, allowed)
     optimizer, optimizer_args = _optimizer(train, fail)
     scheduler, scheduler_args, length_arg = resolve_scheduler(train, fail)
     device = _device(train.device, fail)
@@ -313,11 +289,6 @@ def _classes(namespace: Any, base: type, exclude: set[str]) -> dict[str, type]:
     }
 
 
-def loss_classes() -> dict[str, type]:
-    """torch.nn's loss classes by name."""
-    return _classes(nn, nn.modules.loss._Loss, set())
-
-
 def optimizer_classes() -> dict[str, type]:
     """torch.optim's optimizers by name."""
     return _classes(torch.optim, torch.optim.Optimizer, {"Optimizer"})
@@ -363,70 +334,6 @@ def _check_arguments(
                 f"its arguments: {', '.join(accepted)}",
                 key=True,
             )
-
-
-def _loss(name: str, term: Any, outputs: dict[str, TensorValue], fail: Any) -> LossSpec:
-    path = ("loss", name)
-    if name not in outputs:
-        raise fail(
-            path,
-            f"the model has no output {name!r}{suggest(name, list(outputs))}; "
-            f"its outputs: {', '.join(outputs)}",
-            key=True,
-        )
-    cls = _lookup(term.op, loss_classes(), "loss", (*path, "op"), fail)
-    # The term's `weight` is its weight in the sum; the loss classes' own `weight`
-    # (class weights, a tensor) cannot be written in YAML.
-    _check_arguments(cls, term.arguments, (), f"loss {term.op}", path, fail)
-    try:
-        module = cls(**term.arguments)
-    except (TypeError, ValueError) as exc:
-        raise fail(path, f"loss {term.op}: {exc}") from None
-    return LossSpec(name, term.target, term.weight, term.op, module)
-
-
-def _metrics(
-    train: TrainSpec, outputs: dict[str, TensorValue], fail: Any
-) -> list[MetricSpec]:
-    targets = {name: term.target for name, term in train.loss.items()}
-    uses: dict[str, int] = {}
-    for names in train.metrics.values():
-        for metric in names:
-            uses[metric] = uses.get(metric, 0) + 1
-    found: list[MetricSpec] = []
-    for output, names in train.metrics.items():
-        if output not in outputs:
-            raise fail(
-                ("metrics", output),
-                f"the model has no output {output!r}{suggest(output, list(outputs))}; "
-                f"its outputs: {', '.join(outputs)}",
-                key=True,
-            )
-        if output not in targets:
-            raise fail(
-                ("metrics", output),
-                f"metrics of {output!r} compare it with its loss target, but loss "
-                f"has no entry for {output!r}",
-                key=True,
-            )
-        for i, metric in enumerate(names):
-            if metric not in METRICS:
-                raise fail(
-                    ("metrics", output, i),
-                    f"unknown metric {metric!r}{suggest(metric, list(METRICS))}; "
-                    f"known: {', '.join(METRICS)}",
-                )
-            shape = outputs[output].shape
-            if metric == "top5_accuracy" and len(shape) > 1 and shape[1] <= 5:
-                raise fail(
-                    ("metrics", output, i),
-                    f"top5_accuracy of {output!r} would always be 1.0: it has "
-                    f"{shape[1]} classes (dim 1), and a class is always among the "
-                    "top 5 of at most 5; use accuracy",
-                )
-            key = f"val_{metric}" if uses[metric] == 1 else f"val_{output}_{metric}"
-            found.append(MetricSpec(output, targets[output], METRICS[metric], key))
-    return found
 
 
 # -- optimizer, scheduler ----------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "EarlyStopSpec",
     "LogSpec",
     "LossTerm",
+    "MetricTerm",
     "OptimizerSpec",
     "SchedulerSpec",
     "SourceSpec",
@@ -118,21 +119,68 @@ class DataSpec(_Strict):
 
 
 class LossTerm(_WithArguments):
-    """One term of the loss: a torch.nn loss between an output and a target.
+    """One term of the loss: a loss class between an output and a target.
 
-    Keys other than ``op``, ``target`` and ``weight`` are the loss class's arguments
-    (``label_smoothing: 0.1``).
+    Keys other than the ones below are the loss class's arguments
+    (``label_smoothing: 0.1``); ``args:`` holds them too, and is the place for the
+    class's own ``weight`` and for tensors (lists of numbers become tensors).
     """
 
-    op: str = Field(
-        description="A torch.nn loss class: CrossEntropyLoss, MSELoss, "
-        "BCEWithLogitsLoss, ..."
+    # Without inputs, target is required (checked with the rest of the spec).
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"not": {"required": ["inputs"]}},
+            "then": {"required": ["target"]},
+        },
     )
-    target: str = Field(
-        min_length=1, description="The data array the output is compared with."
+
+    op: str = Field(
+        description="A torch.nn loss class (CrossEntropyLoss, MSELoss, "
+        "BCEWithLogitsLoss, ...) or package.module:Class, an nn.Module whose "
+        "package is allowed (--allow-import package)."
+    )
+    target: str | None = Field(
+        None,
+        min_length=1,
+        description="The data array the output is compared with (or give inputs).",
     )
     weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         1.0, description="The term's weight in the summed loss (0 or more)."
+    )
+    args: dict[str, Any] | None = Field(
+        None,
+        description="The loss class's own arguments; a list of numbers is passed "
+        "as a float tensor on the run's device: {weight: [1.0, 3.0]}, "
+        "{pos_weight: [5.0]}.",
+    )
+    inputs: dict[str, Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        description="The loss's forward arguments by name, each an output of the "
+        "model or a data array: {input: mean, target: y, var: var}. Default: "
+        "(the output, target).",
+    )
+
+
+class MetricTerm(_WithArguments):
+    """A metric with arguments; other keys are the metric's arguments (task,
+    num_classes, average, ...)."""
+
+    op: str = Field(
+        description="A metric name (accuracy, f1, iou, ...) or package.module:Name, "
+        "a torchmetrics.Metric class or a function (output, target) -> the batch's "
+        "mean, from an allowed package."
+    )
+    name: str | None = Field(
+        None,
+        min_length=1,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The name it is logged as (val_<name>); default: the metric's.",
+    )
+    higher_is_better: bool | None = Field(
+        None,
+        description="For a custom metric: whether higher values are better (for "
+        "monitor); default: the metric's own higher_is_better, else false.",
     )
 
 
@@ -276,10 +324,11 @@ class TrainSpec(_Strict):
         min_length=1,
         description="Output name -> loss term; the loss is their weighted sum.",
     )
-    metrics: dict[str, list[str]] = Field(
+    metrics: dict[str, list[str | MetricTerm]] = Field(
         default_factory=dict,
-        description="Output name -> metric names (accuracy, top5_accuracy, "
-        "binary_accuracy, mse, mae), computed on validation.",
+        description="Output name -> metrics computed on validation: names "
+        "(accuracy, top5_accuracy, binary_accuracy, mse, mae, f1, precision, "
+        "recall, iou, dice, auroc, r2, perplexity) or {op: name, ...arguments}.",
     )
     optimizer: OptimizerSpec = Field(
         default_factory=_default_optimizer,
