@@ -11,6 +11,10 @@ import json
 import math
 import os
 import sys
+import threading
+import weakref
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .errors import TrainError
@@ -69,15 +73,13 @@ class RunLog:
         epochs: int,
         progress: bool,
     ) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
         self.epochs = epochs
         self.total_steps = total_steps
         # Line-buffered: each record reaches the file as it is logged.
         self.file = open(run.metrics, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         # purge_step hides the events a killed run wrote after its last checkpoint.
-        self.writer = SummaryWriter(
-            str(run.root), purge_step=start_step + 1 if start_step else None
+        self._writer = _Opening(
+            partial(_summary_writer, run, start_step + 1 if start_step else None)
         )
         self.bar = None
         if progress:
@@ -90,6 +92,11 @@ class RunLog:
                 dynamic_ncols=True,
                 file=sys.stderr,
             )
+
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard writer (waited for, the first time, while it opens)."""
+        return self._writer.get()
 
     def epoch(self, epoch: int) -> None:
         """A new epoch (1-based) begins."""
@@ -158,6 +165,55 @@ class RunLog:
             for k, v in record.items()
         }
         self.file.write(json.dumps(clean) + "\n")
+
+
+def _summary_writer(run: RunDir, purge_step: int | None) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run.root), purge_step=purge_step)
+
+
+class _Opening:
+    """A value made on a thread of its own, from the start of a run: importing
+    TensorBoard takes a tenth of a second or more, which overlaps the first
+    steps instead of delaying them. ``get`` waits for the value, and raises what
+    making it raised."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._make, args=(make,), name="nnspec-tensorboard", daemon=True
+        )
+        _OPENINGS.add(self)
+        self._thread.start()
+
+    def _make(self, make: Callable[[], Any]) -> None:
+        try:
+            self._value = make()
+        except BaseException as exc:  # raised in the thread that waits for it
+            self._error = exc
+
+    def get(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+_OPENINGS: weakref.WeakSet[_Opening] = weakref.WeakSet()
+
+
+def _finish_openings() -> None:
+    """Before a fork (data loader workers): no import half done in another thread,
+    whose module locks the child would inherit held."""
+    for opening in list(_OPENINGS):
+        if opening._thread is not threading.current_thread():
+            opening._thread.join()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which spawns
+    os.register_at_fork(before=_finish_openings)
 
 
 class SilentLog:
