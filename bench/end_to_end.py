@@ -280,6 +280,9 @@ def _report(
             ]
         )
     figures["fit over hand"] = median(fitted.ratios("nnspec", "hand"))
+    figures["fit cpu over hand"] = median(
+        [a / b for a, b in zip(cpu["nnspec"], cpu["hand"])]
+    )
     if "lightning" in fitted.samples:
         figures["fit lightning over hand"] = median(fitted.ratios("lightning", "hand"))
 
@@ -290,7 +293,7 @@ def _report(
         return [a - b for a, b in zip(per_round(name, key), per_round("torch", key))]
 
     names = {
-        "torch": "the least: import torch, one optimizer, one step",
+        "torch": "the least: import torch, build the network, one step",
         "hand": "hand-written script (`python -m bench.hand_digits`)",
         "nnspec": "`nnspec train examples/digits.yaml`",
     }
@@ -301,6 +304,7 @@ def _report(
         walls = [
             a / b for a, b in zip(per_round(name, "wall"), per_round("hand", "wall"))
         ]
+        cpus = [a / b for a, b in zip(per_round(name, "cpu"), per_round("hand", "cpu"))]
         command_rows.append(
             [
                 names[name],
@@ -309,6 +313,8 @@ def _report(
                 extra_cpu if name != "torch" else "",
                 median(per_round(name, "wall")),
                 ratio_spread(walls) if name not in ("hand", "torch") else "",
+                median(per_round(name, "cpu")),
+                ratio_spread(cpus) if name not in ("hand", "torch") else "",
             ]
         )
     figures["startup wall"] = median(beyond_torch("nnspec", "first_wall"))
@@ -317,7 +323,7 @@ def _report(
         [a / b for a, b in zip(per_round("nnspec", "wall"), per_round("hand", "wall"))]
     )
     fit = figures["fit over hand"]
-    startup = figures["startup wall"]
+    startup = figures["startup cpu"]
     lines = [
         f"examples/digits.yaml as written (300 steps; a validation, a checkpoint and "
         f"TensorBoard scalars every epoch), {rounds} interleaved rounds, torch on one "
@@ -343,16 +349,22 @@ def _report(
                 "start-up (s)",
                 "beyond torch's, wall (s)",
                 "beyond torch's, CPU (s)",
-                "whole run (s)",
+                "whole run, wall (s)",
                 "/ hand-written script",
+                "whole run, CPU (s)",
+                "/ hand-written script, CPU",
             ],
             command_rows,
         ),
         "",
-        f"- `Trainer.fit()` over the hand-written loop, wall: {fit:.3f} "
-        f"(target <= {FIT_TARGET}): " + ("met" if fit <= FIT_TARGET else "not met"),
-        f"- `nnspec train` start-up beyond torch's: {startup:.3f} s wall, "
-        f"{figures['startup cpu']:.3f} s CPU (target <= {STARTUP_TARGET} s): "
+        f"- `Trainer.fit()` over the hand-written loop: {fit:.3f} wall, "
+        f"{figures['fit cpu over hand']:.3f} CPU (target <= {FIT_TARGET}, by the wall "
+        "clock: it counts the waits for the disk too): "
+        + ("met" if fit <= FIT_TARGET else "not met"),
+        f"- `nnspec train` start-up beyond torch's: {startup:.3f} s CPU, "
+        f"{figures['startup wall']:.3f} s wall (target <= {STARTUP_TARGET} s, by the "
+        "CPU time: the wall clock of a new process on a shared machine mostly "
+        "measures its wait for a core): "
         + ("met" if startup <= STARTUP_TARGET else "not met"),
     ]
     return lines, figures
