@@ -21,7 +21,10 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +92,14 @@ class RunLog:
         progress: bool,
         csv: bool = False,
     ) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
         self.epochs = epochs
         self.total_steps = total_steps
         # Line-buffered: each record reaches the file as it is logged.
         self.file = open(run.metrics, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         self.csv = CsvLog(run.root / "metrics.csv", run.metrics) if csv else None
         # purge_step hides the events a killed run wrote after its last checkpoint.
-        self.writer = SummaryWriter(
-            str(run.root), purge_step=start_step + 1 if start_step else None
+        self._writer = _Opening(
+            partial(_summary_writer, run, start_step + 1 if start_step else None)
         )
         self.bar = None
         if progress:
@@ -111,6 +112,11 @@ class RunLog:
                 dynamic_ncols=True,
                 file=sys.stderr,
             )
+
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard writer (waited for, the first time, while it opens)."""
+        return self._writer.get()
 
     def epoch(self, epoch: int) -> None:
         """A new epoch (1-based) begins."""
@@ -245,12 +251,12 @@ class CsvLog:
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         """Write the header and ``rows`` to a temporary file, then rename it over
         metrics.csv; append from there on."""
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        with open(partial, "w", encoding="utf-8", newline="") as f:
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        with open(temporary, "w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, self.columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(partial, self.path)
+        os.replace(temporary, self.path)
         self.file = open(self.path, "a", encoding="utf-8", newline="", buffering=1)  # noqa: SIM115
         self.writer = csv.DictWriter(self.file, self.columns, restval="")
 
@@ -287,6 +293,55 @@ def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = json.dumps(value, default=str)
     return flat
+
+
+def _summary_writer(run: RunDir, purge_step: int | None) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run.root), purge_step=purge_step)
+
+
+class _Opening:
+    """A value made on a thread of its own, from the start of a run: importing
+    TensorBoard takes a tenth of a second or more, which overlaps the first
+    steps instead of delaying them. ``get`` waits for the value, and raises what
+    making it raised."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._make, args=(make,), name="nnspec-tensorboard", daemon=True
+        )
+        _OPENINGS.add(self)
+        self._thread.start()
+
+    def _make(self, make: Callable[[], Any]) -> None:
+        try:
+            self._value = make()
+        except BaseException as exc:  # raised in the thread that waits for it
+            self._error = exc
+
+    def get(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+_OPENINGS: weakref.WeakSet[_Opening] = weakref.WeakSet()
+
+
+def _finish_openings() -> None:
+    """Before a fork (data loader workers): no import half done in another thread,
+    whose module locks the child would inherit held."""
+    for opening in list(_OPENINGS):
+        if opening._thread is not threading.current_thread():
+            opening._thread.join()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which spawns
+    os.register_at_fork(before=_finish_openings)
 
 
 class SilentLog:

@@ -7,7 +7,6 @@ came from), with a suggestion where a known name is close.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import math
 from collections.abc import Iterable, Mapping
@@ -20,12 +19,13 @@ from torch import nn
 from nnspec.compiler.loaded import Spec
 
 from ..compiler.values import TensorValue
-from ..spec.errors import Diagnostic, SpecError, suggest
+from ..spec.errors import SpecError, suggest
+from ..spec.sections import validate_train
 from ..spec.train import CompileSpec, TrainSpec
-from ..spec.validate import validate_document
 from ..spec.yaml_source import Document, Path
 from .losses import LossSpec, resolve_loss
 from .metrics import MetricSpec, resolve_metrics
+from .overrides import apply_overrides, show_value
 from .schedules import (
     overridden_by_schedule,
     plateau_mode,
@@ -78,7 +78,7 @@ class Settings:
 
     def override_text(self, key: str) -> str:
         """``--set key=value`` as given."""
-        return f"--set {key}={_show(self.overrides[key])}"
+        return f"--set {key}={show_value(self.overrides[key])}"
 
     @property
     def val_keys(self) -> list[str]:
@@ -90,96 +90,6 @@ class Settings:
 
     def higher_is_better(self, key: str) -> bool:
         return any(m.key == key and m.metric.higher_is_better for m in self.metrics)
-
-
-@dataclass
-class _OverriddenDocument(Document):
-    """The spec's document with ``--set`` values written in. Mistakes under an
-    overridden key point at its nearest written ancestor and name the ``--set``."""
-
-    overrides: dict[Path, str] = field(default_factory=dict)
-
-    def diagnostic(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
-        diag = super().diagnostic(path, message, key=key)
-        origin = self._origin(tuple(path))
-        if origin is None:
-            return diag
-        return Diagnostic(
-            diag.path, diag.line, diag.column, f"{message} (from --set {origin})"
-        )
-
-    def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
-        """A key the spec does not have, written by an override, is shown at the key
-        of its nearest written ancestor (``data:``, ``train:``), not at the first
-        entry of that ancestor's mapping."""
-        path = tuple(path)
-        if (
-            path in self.marks
-            or (key and path in self.key_marks)
-            or self._origin(path) is None
-        ):
-            return super().where(path, key=key)
-        ancestor = path[:-1]
-        while ancestor and ancestor not in self.marks:
-            ancestor = ancestor[:-1]
-        if ancestor in self.key_marks:
-            return self.key_marks[ancestor]
-        return super().where(ancestor)
-
-    def _origin(self, path: Path) -> str | None:
-        for written, text in self.overrides.items():
-            if path[: len(written)] == written:
-                return text
-            # A mapping the override wrote into (the optimizer of optimizer.lr), or
-            # a key it created on the way to the value.
-            if written[: len(path)] == path and (
-                len(path) > 1 or path not in self.marks
-            ):
-                return text
-        return None
-
-
-def apply_overrides(doc: Document, overrides: Mapping[str, Any]) -> Document:
-    """A document whose train section has ``{"optimizer.lr": 0.01, ...}`` written in."""
-    if not overrides:
-        return doc
-    data = copy.deepcopy(doc.data)
-    written: dict[Path, str] = {}
-    for dotted, value in overrides.items():
-        parts = tuple(p for p in dotted.split("."))
-        if not all(parts):
-            raise doc.error(("train",), f"--set {dotted}: empty key in {dotted!r}")
-        node = data["train"]
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-        written[("train", *parts)] = f"{dotted}={_show(value)}"
-    return _OverriddenDocument(
-        path=doc.path,
-        source=doc.source,
-        data=data,
-        marks=doc.marks,
-        key_marks=doc.key_marks,
-        origins=doc.origins,
-        overrides=written,
-    )
-
-
-def _show(value: Any) -> str:
-    """A value as YAML flow text, as it is written after --set KEY=."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return (
-            "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in value.items()) + "}"
-        )
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
 
 
 def resolve_settings(
@@ -198,8 +108,12 @@ def resolve_settings(
             "(see docs/training.md)",
             key=True,
         )
-    doc = apply_overrides(doc, overrides or {})
-    train = validate_document(doc).train
+    # The compiler validated the document: without overrides its train section is
+    # read as validated; overrides change that section only, so only it is checked.
+    train = spec.compiled.spec.train
+    if overrides:
+        doc = apply_overrides(doc, overrides)
+        train = validate_train(doc)
     if train is None:  # pragma: no cover - a non-null train validates to a TrainSpec
         raise doc.error(("train",), "the train: section is empty")
 
