@@ -24,9 +24,8 @@ from ..spec.collector import paused_gc
 from ..spec.model import SpecModel
 from ..spec.yaml_source import Document
 from .ir import ClassIR, CompileContext, GraphResult, ModuleEntry
-from .passes import apply_init, generate, infer_shapes, lower, validate
+from .passes import apply_init, assemble, generate, infer_shapes, lower, validate
 from .passes import resolve_params as params
-from .passes.assemble import block_class, model_class
 from .passes.resolve_params import resolve_params
 
 __all__ = ["PIPELINE", "CompiledModel", "Pass", "compile_document", "resolve_params"]
@@ -41,23 +40,12 @@ class Pass:
     run: Callable[[CompileContext], None]
 
 
-def _assemble(ctx: CompileContext) -> None:
-    """assemble: one class per block (from its uses) and the model's class."""
-    assert ctx.model_template is not None and ctx.result is not None
-    ctx.blocks = [
-        block_class(ctx.document, template, ctx.uses[name])
-        for name, template in ctx.block_templates.items()
-        if name in ctx.uses
-    ]
-    ctx.model = model_class(ctx.model_template, ctx.result)
-
-
 PIPELINE: tuple[Pass, ...] = (
     Pass("validate", "validate", validate.run),
     Pass("resolve_params", "resolve", params.run),
     Pass("lower", "resolve", lower.run),
     Pass("infer_shapes", "shapes", infer_shapes.run),
-    Pass("assemble", "codegen", _assemble),
+    Pass("assemble", "codegen", assemble.run),
     Pass("apply_init", "codegen", apply_init.run),
     Pass("generate", "codegen", generate.run),
 )

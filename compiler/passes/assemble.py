@@ -7,7 +7,15 @@ import ast
 from ...spec.errors import SpecError
 from ...spec.yaml_source import Document
 from ..expressions import literal_ast
-from ..ir import BlockUse, ClassIR, CtorParam, GraphResult, GraphTemplate, ParamDecl
+from ..ir import (
+    BlockUse,
+    ClassIR,
+    CompileContext,
+    CtorParam,
+    GraphResult,
+    GraphTemplate,
+    ParamDecl,
+)
 
 __all__ = ["block_class", "model_class"]
 
@@ -113,3 +121,14 @@ def model_class(
         output_value=result.output_value,
         attributes=result.attributes,
     )
+
+
+def run(ctx: CompileContext) -> None:
+    """assemble: one class per block (from its uses) and the model's class."""
+    assert ctx.model_template is not None and ctx.result is not None
+    ctx.blocks = [
+        block_class(ctx.document, template, ctx.uses[name])
+        for name, template in ctx.block_templates.items()
+        if name in ctx.uses
+    ]
+    ctx.model = model_class(ctx.model_template, ctx.result)
