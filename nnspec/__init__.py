@@ -1,4 +1,8 @@
-"""nnspec: describe a PyTorch network in YAML; get validated, shape-checked PyTorch source."""
+"""nnspec: describe a PyTorch network in YAML; get validated, shape-checked PyTorch source.
+
+The top stage: the Python API (``nnspec.load``) and the command line, which may import
+every stage below (spec, compiler, runtime, inspection); none of those imports it.
+"""
 
 from nnspec.api import Spec, load, loads
 from nnspec.spec import SpecError

@@ -1,4 +1,10 @@
-"""nnspec.runtime: train a compiled spec as its ``train:`` section says.
+"""nnspec.runtime: train a compiled spec as its ``train:`` section says, and evaluate
+and predict with a run's checkpoint.
+
+A stage above the compiler: it may import ``nnspec.spec`` and ``nnspec.compiler``
+(a loaded ``Spec`` is ``nnspec.compiler.loaded.Spec``), never ``nnspec.inspection``,
+the API or the command line (whose train, evaluate and predict commands live in
+``nnspec/``).
 
 Its names load on first use (PEP 562): importing the package, or a module of it such
 as ``nnspec.runtime.weights``, does not load the training loop.

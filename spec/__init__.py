@@ -1,4 +1,9 @@
-"""nnspec.spec: YAML text -> positioned data -> validated, typed spec."""
+"""nnspec.spec, the first stage: YAML text -> positioned data -> validated, typed spec.
+
+It imports no other stage of nnspec (only PyYAML, jsonschema, pydantic and the
+standard library; ``torch_ops`` reads torch's signatures). Everything above it, the
+compiler first, builds on the ``SpecModel`` and ``Document`` it gives.
+"""
 
 from .errors import Diagnostic, SpecError, suggest
 from .model import BlockParam, BlockSpec, InitRule, InputSpec, NodeSpec, SpecModel
