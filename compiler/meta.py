@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..spec.text import first_line
 from .op_table import MAX_ELEMENTS
 from .values import BATCH, TensorValue, TupleValue, Value
 
@@ -51,7 +52,7 @@ def build_meta_module(
         with torch.device("meta"):
             module = cls(*args, **kwargs)
     except Exception as exc:
-        raise MetaError(_one_line(exc)) from None
+        raise MetaError(first_line(exc, 400)) from None
     if isinstance(module, nn.Module):
         for name, param in module.named_parameters():
             if not nn.parameter.is_lazy(param) and param.numel() > MAX_ELEMENTS:
@@ -144,7 +145,7 @@ def run_meta(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         with torch.no_grad(), torch.device("meta"):
             return fn(*args, **kwargs)
     except Exception as exc:
-        raise MetaError(_one_line(exc)) from None
+        raise MetaError(first_line(exc, 400)) from None
 
 
 def from_meta(result: Any, like: TensorValue | None) -> Value:
@@ -161,9 +162,3 @@ def from_meta(result: Any, like: TensorValue | None) -> Value:
     if result is None:
         return None  # type: ignore[return-value]
     raise MetaError(f"returns {type(result).__name__}, not tensors")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    first = text.splitlines()[0]
-    return first if len(first) < 400 else first[:400] + "..."

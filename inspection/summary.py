@@ -25,6 +25,7 @@ from ..compiler.ir import ClassIR
 from ..compiler.pipeline import CompiledModel
 from ..compiler.values import BATCH, TensorValue, Value
 from ..spec.errors import SpecError
+from ..spec.text import first_line
 from .kinds import NodeKind
 from .records import (
     NodeSummary,
@@ -187,7 +188,7 @@ def _backward_flops(output: Any) -> tuple[int | None, str | None]:
         with counter:
             torch.autograd.backward(leaves, [torch.ones_like(t) for t in leaves])
     except Exception as exc:
-        return None, _one_line(exc)
+        return None, first_line(exc)
     return int(counter.get_total_flops()), None
 
 
@@ -204,18 +205,12 @@ def _node_error(
     what = f"node {row.name!r} ({row.op})" if row is not None else compiled.name
     return SpecError(
         f"{what} cannot run on the meta device, so it cannot be summarised: "
-        f"{_one_line(exc)}",
+        f"{first_line(exc)}",
         path=doc.path,
         line=line,
         column=column,
         source=doc.source,
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    first = text.splitlines()[0]
-    return first if len(first) < 300 else first[:300] + "..."
 
 
 def tensors_in(value: Any) -> Iterator[torch.Tensor]:

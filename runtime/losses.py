@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..compiler.values import TensorValue
 from ..spec.errors import SpecError, suggest
+from ..spec.text import first_line
 from ..spec.train import LossTerm
 from ..spec.yaml_source import Path
 from .custom import is_custom, resolve_custom
@@ -128,7 +129,7 @@ class LossSpec:
         try:
             self(outputs, batch)
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-            return f"loss {self.op} cannot {what}: {_first_line(exc)}"
+            return f"loss {self.op} cannot {what}: {first_line(exc)}"
         return None
 
 
@@ -173,7 +174,7 @@ def resolve_loss(
     try:
         module = build(torch.device("cpu"))
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise fail(path, f"loss {term.op}: {_first_line(exc)}") from None
+        raise fail(path, f"loss {term.op}: {first_line(exc)}") from None
     inputs, data, target = _inputs(name, term, cls, outputs, path, fail)
     return LossSpec(
         name,
@@ -311,8 +312,3 @@ def _numbers(value: Any) -> bool:
 
 def _show(tensor: Tensor) -> str:
     return f"{list(tensor.shape)} ({str(tensor.dtype).removeprefix('torch.')})"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..compiler.values import TensorValue
 from ..spec.errors import SpecError, suggest
+from ..spec.text import first_line
 from ..spec.train import MetricTerm, TrainSpec
 from ..spec.yaml_source import Path
 from .custom import is_custom, resolve_custom
@@ -295,7 +296,7 @@ def _library(
     try:
         module = metric.make(arguments)
     except (TypeError, ValueError) as exc:
-        raise fail(path, f"metric {metric.name}: {_first_line(exc)}") from None
+        raise fail(path, f"metric {metric.name}: {first_line(exc)}") from None
     spec.metric, spec.module = metric, module
     spec.prepare = preparation(metric, arguments, term.op)
 
@@ -325,7 +326,7 @@ def _custom(
         try:
             spec.module = found(**arguments)
         except (TypeError, ValueError) as exc:
-            raise fail(path, f"metric {op}: {_first_line(exc)}") from None
+            raise fail(path, f"metric {op}: {first_line(exc)}") from None
     elif callable(found):
         spec.function = functools.partial(found, **arguments) if arguments else found
     else:
@@ -417,8 +418,3 @@ def batch_values(
         elif m.module is None:
             found.append(m.metric.score(output, target)[0].float())  # type: ignore[union-attr]
     return found
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -171,25 +171,13 @@ def resolve_settings(
 
 
 def output_names(spec: Spec) -> list[str]:
-    """The names of what forward returns, in order: the dict's keys, or the names
-    of the references (``head``, ``lstm.0``) for a tuple or a single tensor."""
-    outputs = spec.compiled.model.outputs
-    if outputs.kind == "dict":
-        return list(outputs.keys)
-    return [str(ref) for ref in outputs.refs]
+    """The names of what forward returns, in order (``Spec.named_outputs``)."""
+    return [name for name, _ in spec.named_outputs()]
 
 
 def _output_values(spec: Spec) -> dict[str, TensorValue]:
     """The model's tensor outputs by name."""
-    value = spec.compiled.result.output_value
-    if isinstance(value, dict):
-        values = list(value.values())
-    elif spec.compiled.model.outputs.kind == "tuple":
-        values = list(value.items)
-    else:
-        values = [value]
-    pairs = zip(output_names(spec), values)
-    return {name: v for name, v in pairs if isinstance(v, TensorValue)}
+    return {n: v for n, v in spec.named_outputs() if isinstance(v, TensorValue)}
 
 
 def _classes(namespace: Any, base: type, exclude: set[str]) -> dict[str, type]:
