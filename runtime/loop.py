@@ -54,7 +54,7 @@ from .compile_check import (
     eager_reference,
     tolerance,
 )
-from .data import Batch, Batches, Split, load_split
+from .data import Batch, Batches, Split, load_split, write_split
 from .device import (
     autocast,
     compile_errors,
@@ -186,6 +186,8 @@ class Trainer:
         random.seed(t.seed)
         prepare_device(self.device)
         split = load_split(s, self.allow_imports)
+        if self.cluster.main:
+            write_split(self.run.root, split, s)
         world = self.cluster.world
         batches = partial(
             Batches,

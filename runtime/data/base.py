@@ -42,8 +42,9 @@ class ReaderBase:
     def names(self) -> list[str]:
         return list(self.inputs) + [t for t in self.targets if t not in self.inputs]
 
-    def error(self, path: tuple, message: str) -> SpecError:
-        return self.settings.error(path, message)
+    def error(self, path: tuple, message: str, *, key: bool = False) -> SpecError:
+        """A SpecError at ``train.<path>`` (at the key itself, for ``key``)."""
+        return self.settings.error(path, message, key=key)
 
     def sample_shape(self, output: str) -> list[int]:
         """An output's shape without the batch dimension (unknown sizes as 1)."""

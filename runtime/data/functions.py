@@ -121,6 +121,7 @@ class FunctionSources(ReaderBase):
                 at,
                 f"{name!r} cannot take these args: {first_line(exc)}{hint}; it takes "
                 f"{', '.join(parameters) or 'no keyword arguments'}",
+                key=bool(unknown),
             ) from None
         return kwargs
 

@@ -141,6 +141,7 @@ class Reader(FileSources, TableSources, ImageSources, FunctionSources):
                 raise self.error(
                     (*path, key),
                     f"{key} goes with a {' or '.join(kinds)} source, not {kind}",
+                    key=True,
                 )
         where = (*path, kind)
         if kind == "synthetic":
