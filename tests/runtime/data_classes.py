@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["Pairs", "from_files", "with_a_bad_item"]
+__all__ = ["Pairs", "WithABadItem", "from_files"]
 
 
 class Pairs(Dataset):
@@ -38,7 +38,7 @@ def from_files(files: list[str], scale: float = 1.0) -> dict[str, torch.Tensor]:
     }
 
 
-class with_a_bad_item(Pairs):  # noqa: N801 - named like a function in specs
+class WithABadItem(Pairs):
     """Pairs whose item ``bad`` has an input of another shape."""
 
     def __init__(self, bad: int) -> None:

@@ -54,7 +54,7 @@ def test_a_csv_table_gives_the_features_and_class_targets(tmp_path: Path) -> Non
 
 
 def test_features_default_to_every_column_but_the_target(tmp_path: Path) -> None:
-    x, label, rows = table_rows()
+    x, _, rows = table_rows()
     write_csv(tmp_path / "t.csv", rows, [*COLUMNS, "kind"])
     split = split_of(tmp_path, "data: {source: {csv: t.csv, target: kind}}\n")
     assert torch.allclose(split.train.arrays["x"], x, atol=1e-6)
@@ -73,7 +73,9 @@ def test_an_unknown_column_is_named_with_a_suggestion(tmp_path: Path) -> None:
         "(it has a, b, c, d, e, f, kind)"
     )
     message = split_error(tmp_path, "data: {source: {csv: t.csv, target: knd}}\n")
-    assert message.startswith(f"14:39: {file} has no column 'knd'; did you mean 'kind'?")
+    assert message.startswith(
+        f"14:39: {file} has no column 'knd'; did you mean 'kind'?"
+    )
 
 
 def test_a_cell_that_is_not_a_number_is_named_by_line_and_column(
@@ -107,7 +109,7 @@ def test_a_class_target_must_hold_whole_numbers(tmp_path: Path) -> None:
 
 
 def test_a_regression_target_is_float_shaped_like_the_output(tmp_path: Path) -> None:
-    x, _, rows = table_rows()
+    rows = table_rows()[2]
     rows = [[*r[:-1], f"{float(i) / 4}"] for i, r in enumerate(rows)]
     write_csv(tmp_path / "t.csv", rows, [*COLUMNS, "y"])
     spec = tmp_path / "tiny.yaml"
@@ -222,7 +224,9 @@ def test_path_args_are_relative_to_the_spec(tmp_path: Path) -> None:
     # paths names args; an arg listed there must hold paths.
     wrong = source.replace("paths: [files]", "paths: [file]")
     message = split_error(tmp_path, f"data: {{source: {wrong}}}\n", ("tests",))
-    assert message.endswith("paths: 'file' is not one of the args; did you mean 'files'?")
+    assert message.endswith(
+        "paths: 'file' is not one of the args; did you mean 'files'?"
+    )
     wrong = source.replace("paths: [files]", "paths: [scale]")
     message = split_error(tmp_path, f"data: {{source: {wrong}}}\n", ("tests",))
     assert message.endswith(
@@ -238,7 +242,7 @@ def test_tuple_items_train_and_a_bad_item_is_named(tmp_path: Path) -> None:
     body = (
         "train:\n"
         "  data:\n"
-        "    source: {function: 'tests.runtime.data_classes:with_a_bad_item', "
+        "    source: {function: 'tests.runtime.data_classes:WithABadItem', "
         "args: {bad: BAD}}\n"
         "    batch_size: 8\n"
         "    shuffle: false\n"
@@ -255,7 +259,7 @@ def test_tuple_items_train_and_a_bad_item_is_named(tmp_path: Path) -> None:
     with pytest.raises(TrainError) as info:
         trainer.fit()
     assert str(info.value) == (
-        "the training dataset of tests.runtime.data_classes:with_a_bad_item: item 19: "
+        "the training dataset of tests.runtime.data_classes:WithABadItem: item 19: "
         "'x' has shape [4], but every item's 'x' has shape [6]; training stopped "
         "before the step that would use it"
     )
