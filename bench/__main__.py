@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import compile_speed, meta_build, overhead, torch_compile, train_loop
+from . import compile_speed, data_path, meta_build, overhead, torch_compile, train_loop
 from .common import ROOT, load_average, machine, noise_probe
 
 SECTIONS: dict[
@@ -28,6 +28,7 @@ SECTIONS: dict[
     "meta": ("Meta build of 10B parameters", meta_build.run),
     "train": ("Training loop", train_loop.run),
     "torch_compile": ("torch.compile", torch_compile.run),
+    "data": ("Data path: image folder", data_path.run),
 }
 
 INTRO = """\

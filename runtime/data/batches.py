@@ -150,10 +150,8 @@ class Batches:
         # A private generator: DataLoader draws its base seed from it, not from the
         # global RNG, whose state a checkpoint restores.
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        keys = [
-            [(batch_seed(self.seed, epoch, position), i) for i in idx.tolist()]
-            for idx, position in zip(index, positions)
-        ]
+        seeds = [batch_seed(self.seed, epoch, position) for position in positions]
+        keys = [[(seed, i) for i in idx.tolist()] for idx, seed in zip(index, seeds)]
         loader = DataLoader(
             _SeededItems(samples.dataset),
             batch_sampler=keys,

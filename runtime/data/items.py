@@ -18,6 +18,22 @@ from torch import Tensor
 __all__ = ["BadItem", "ItemCollate", "ItemError", "item_arrays"]
 
 
+_REAL = frozenset(
+    {
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.bool,
+    }
+)
+
+
 class ItemError(Exception):
     """An item a source cannot make (an image that does not decode): the message
     names the file."""
@@ -62,6 +78,8 @@ def item_arrays(
 def as_array(value: Any) -> Tensor | str:
     """The value as a tensor of real numbers, or why it is not one."""
     if isinstance(value, Tensor):
+        if value.dtype in _REAL and value.layout == torch.strided:
+            return value  # the common case, at once
         tensor = value
     else:
         try:
