@@ -1,5 +1,5 @@
 """The data examples run as written: the wine table learns, and the shapes folder
-written by examples/make_shapes.py trains with the segmentation spec."""
+written by examples/data/make_shapes.py trains with the segmentation spec."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_shapes_example_trains_on_the_images_its_script_writes(
     pytest.importorskip("PIL")
     shutil.copy(EXAMPLES / "shapes.yaml", tmp_path / "shapes.yaml")
     out = tmp_path / "data" / "shapes"
-    script = EXAMPLES / "make_shapes.py"
+    script = EXAMPLES / "data" / "make_shapes.py"
     subprocess.run([sys.executable, script, out, "-n", "40"], check=True)
     assert len(list((out / "images").glob("*.png"))) == 40
     assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(
