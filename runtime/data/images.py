@@ -173,6 +173,8 @@ class ImageSources(ReaderBase):
                 )
         if labels is not None:
             for label in self.label_ranges():
+                if label.target != target_name:
+                    continue
                 found = label.first_bad(torch.tensor(labels))
                 if found is not None:
                     raise self.error(
