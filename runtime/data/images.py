@@ -206,7 +206,9 @@ class ImageSources(ReaderBase):
                     f"received {', '.join(main) or 'none'}",
                 )
             if "padding" in keys and main != ["random_crop"]:
-                raise self.error((*at, "padding"), "padding goes with random_crop")
+                raise self.error(
+                    (*at, "padding"), "padding goes with random_crop", key=True
+                )
         transforms = transforms_of(source.transforms)
         for k, step in enumerate(transforms.steps):
             if isinstance(step, Normalize):

@@ -135,9 +135,11 @@ class Reader(FileSources, TableSources, ImageSources, FunctionSources):
                 + (f"received {', '.join(given)}" if given else "received none"),
             )
         kind = given[0]
-        for key in source.model_fields_set:
-            kinds = COMPANIONS.get(key)
-            if kinds is not None and kind not in kinds:
+        for key in COMPANIONS:
+            if key not in source.model_fields_set:
+                continue
+            kinds = COMPANIONS[key]
+            if kind not in kinds:
                 raise self.error(
                     (*path, key),
                     f"{key} goes with a {' or '.join(kinds)} source, not {kind}",

@@ -178,4 +178,8 @@ def transforms_of(specs: Sequence[TransformSpec]) -> Transforms:
 
 def step_keys(spec: TransformSpec) -> list[str]:
     """The keys a transforms step sets (exactly one of them, padding aside)."""
-    return [k for k in spec.model_fields_set if getattr(spec, k) is not None]
+    return [
+        key
+        for key in type(spec).model_fields
+        if key in spec.model_fields_set and getattr(spec, key) is not None
+    ]

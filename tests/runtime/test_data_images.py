@@ -288,3 +288,24 @@ def test_resume_with_workers_and_random_transforms_is_exact(tmp_path: Path) -> N
     expected, got = train_losses(straight), train_losses(stopped)
     assert list(got) == list(range(1, 8))
     assert [got[s] for s in range(5, 8)] == [expected[s] for s in range(5, 8)]
+
+
+def test_a_transforms_step_has_one_key_and_normalize_fits_the_channels(
+    tmp_path: Path,
+) -> None:
+    class_folders(tmp_path / "pics")
+    data = "data: {source: {images: pics, transforms: [{resize: 8, center_crop: 8}]}}\n"
+    assert error_of(tmp_path, data) == (
+        "10:46: a transforms step has exactly one of resize, center_crop, "
+        "random_crop, horizontal_flip, vertical_flip, normalize; received "
+        "resize, center_crop"
+    )
+    data = "data: {source: {images: pics, transforms: [{resize: 8, padding: 2}]}}\n"
+    assert error_of(tmp_path, data) == "10:58: padding goes with random_crop"
+    data = (
+        "data: {source: {images: pics, transforms: "
+        "[{normalize: {mean: [0.5, 0.5], std: [1]}}]}}\n"
+    )
+    assert error_of(tmp_path, data) == (
+        "10:58: normalize has 2 values, for images of 3 channel(s): give 1 or 3"
+    )

@@ -265,3 +265,14 @@ def test_tuple_items_train_and_a_bad_item_is_named(tmp_path: Path) -> None:
     )
     # The steps before the bad batch were taken and checkpointed as usual.
     assert json.loads((tmp_path / "bad" / "split.json").read_text())["val"] is None
+
+
+def test_items_name_each_input_and_target_once(
+    tmp_path: Path,
+) -> None:
+    source = "{function: 'tests.runtime.data_classes:Pairs', items: [x, label, x]}"
+    message = split_error(tmp_path, f"data: {{source: {source}}}\n", ("tests",))
+    assert message == "14:83: items: 'x' is named twice"
+    source = "{function: 'tests.runtime.data_classes:Pairs', items: [x]}"
+    message = split_error(tmp_path, f"data: {{source: {source}}}\n", ("tests",))
+    assert message == "14:72: items does not name 'label'"
