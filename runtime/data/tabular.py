@@ -206,7 +206,8 @@ class TableSources(ReaderBase):
                 )
             nulls = column.is_null().to_numpy(zero_copy_only=False)
             if column.null_count:
-                column = pc.fill_null(column, pa.scalar(0, kind))
+                fill = False if pa.types.is_boolean(kind) else 0
+                column = pc.fill_null(column, pa.scalar(fill, kind))
             values = column.to_numpy(zero_copy_only=False).astype(np.float64)
             values[nulls] = np.nan
             bad = ~np.isfinite(values)

@@ -153,6 +153,17 @@ def test_a_parquet_table_reads_like_a_csv(tmp_path: Path) -> None:
         f"14:28: row 5 of {tmp_path / 't.parquet'}, column 'b': an empty cell is not "
         "a finite number"
     )
+    # Booleans are numbers (0 and 1); a missing one is named the same way.
+    table["b"] = [i % 2 == 0 for i in range(20)]
+    table["c"] = [None if i == 2 else True for i in range(20)]
+    parquet.write_table(pa.table(table), tmp_path / "t.parquet")
+    message = split_error(
+        tmp_path, "data: {source: {parquet: t.parquet, target: kind}}\n"
+    )
+    assert message.endswith(
+        "row 3 of " + str(tmp_path / "t.parquet") + ", column "
+        "'c': an empty cell is not a finite number"
+    )
 
 
 def test_parquet_without_pyarrow_names_the_extra(
