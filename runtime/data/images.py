@@ -48,6 +48,7 @@ class ImageFolder(Dataset):
         transforms: Transforms,
         names: tuple[str, str],
         train: bool = True,
+        classes: list[str] | None = None,
     ) -> None:
         self.files = files
         self.labels = labels
@@ -55,6 +56,7 @@ class ImageFolder(Dataset):
         self.mode = mode
         self.transforms = transforms
         self.names = names
+        self.classes = classes  # the class folders' names, by index
         self.train = train
 
     def __len__(self) -> int:
@@ -133,8 +135,9 @@ class ImageSources(ReaderBase):
         if source.masks is None:
             files, labels = self.class_folders(folder, where)
             masks = None
+            classes = sorted({f.parent.name for f in files})
         else:
-            files, labels = _images_in(folder), None
+            files, labels, classes = _images_in(folder), None, None
             if not files:
                 raise self.error(
                     where, f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
@@ -189,6 +192,7 @@ class ImageSources(ReaderBase):
             mode=MODES[shape[0]],
             transforms=transforms,
             names=(image_name, target_name),
+            classes=classes,
         )
 
     def image_transforms(

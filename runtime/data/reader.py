@@ -92,12 +92,14 @@ def load_split(settings: Settings, allow_imports: frozenset[str]) -> Split:
             test_samples = whole.subset(test_index)
     val_samples = _evaluated(val_samples)
     test_samples = _evaluated(test_samples)
-    record = {
+    record: dict[str, Any] = {
         "source_samples": len(train_samples)
         + sum(len(i) for i in (val_index, test_index) if i is not None),
         "val": held_out(val_index, val_samples, ".".join(val_key)),
         "test": held_out(test_index, test_samples, "data.test"),
     }
+    if isinstance(train, ImageFolder) and train.classes is not None:
+        record["classes"] = train.classes  # class index -> folder name
     return Split(train_samples, val_samples, test_samples, record)
 
 

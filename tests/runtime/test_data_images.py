@@ -258,6 +258,7 @@ def test_a_test_fraction_is_held_out_and_recorded_with_validation(
     record = json.loads((tmp_path / "run" / "split.json").read_text())
     val, test = record["val"]["indices"], record["test"]["indices"]
     assert (len(val), len(test), record["train_samples"]) == (4, 2, 14)
+    assert record["classes"] == ["dark", "light"]
     order = torch.randperm(20, generator=torch.Generator().manual_seed(0))
     assert val == sorted(order[16:].tolist()) and test == sorted(order[14:16].tolist())
     split = load_split(resolve_settings(nnspec.load(spec)), frozenset())
