@@ -287,3 +287,21 @@ def test_items_name_each_input_and_target_once(
     source = "{function: 'tests.runtime.data_classes:Pairs', items: [x]}"
     message = split_error(tmp_path, f"data: {{source: {source}}}\n", ("tests",))
     assert message == "14:72: items does not name 'label'"
+
+
+def test_val_and_test_may_be_sources_of_their_own(tmp_path: Path) -> None:
+    write_data(tmp_path / "d.pt", 30)
+    write_data(tmp_path / "t.pt", 12, seed=5)
+    val = "{function: 'tests.runtime.data_classes:Pairs', args: {n: 16}}"
+    split = split_of(
+        tmp_path,
+        f"data: {{source: {{pt: d.pt}}, val: {val}, test: {{pt: t.pt}}}}\n",
+        ("tests",),
+    )
+    assert (len(split.train), len(split.val), len(split.test)) == (30, 16, 12)  # type: ignore[arg-type]
+    assert split.held_out["val"] == {"from": "data.val", "samples": 16}
+    assert split.held_out["test"] == {"from": "data.test", "samples": 12}
+    message = split_error(
+        tmp_path, "data: {source: {pt: d.pt}, test: {pt: t.pt}, test_fraction: 0.1}\n"
+    )
+    assert message == "14:48: give test or test_fraction, not both"
