@@ -101,7 +101,7 @@ class HandWritten(Dataset):
 
 
 def run(quick: bool = False) -> tuple[list[str], dict[str, float]]:
-    rounds = 5 if quick else 15
+    rounds = 9 if quick else 21
     rows, figures = [], {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
