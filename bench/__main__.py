@@ -17,7 +17,15 @@ from pathlib import Path
 
 import torch
 
-from . import compile_speed, end_to_end, meta_build, overhead, torch_compile, train_loop
+from . import (
+    compile_speed,
+    data_path,
+    end_to_end,
+    meta_build,
+    overhead,
+    torch_compile,
+    train_loop,
+)
 from .common import ROOT, load_average, machine, noise_probe
 
 SECTIONS: dict[
@@ -32,6 +40,7 @@ SECTIONS: dict[
         end_to_end.run,
     ),
     "torch_compile": ("torch.compile", torch_compile.run),
+    "data": ("Data path: image folder", data_path.run),
 }
 
 INTRO = """\

@@ -20,7 +20,10 @@ from torch import Tensor, nn
 from ..compiler.loaded import importable_beside, loads
 from ..spec.errors import SpecError
 from .checkpoint import read_run_checkpoint
-from .data import Batches, Samples, _Reader, load_split
+from .data import Batches, Split, load_split
+from .data.reader import Reader
+from .data.samples import Samples
+from .data.splits import SPLIT_FILE
 from .device import autocast
 from .errors import RunError
 from .settings import Settings, output_names, resolve_settings
@@ -112,37 +115,49 @@ def load_run(
     )
 
 
-def run_split(settings: Settings, allow_imports: frozenset[str]) -> Samples | None:
-    """The run's validation samples: the same split as the run's (it is a function
-    of the data and the seed; see data.py)."""
-    return load_split(settings, allow_imports).val
+def run_split(run: LoadedRun, allow_imports: frozenset[str]) -> Split:
+    """The run's split, read again from its data (it is a function of the data and
+    the seed), checked against the split.json the run wrote: data files that changed
+    since the run would give other validation or test samples."""
+    split = load_split(run.settings, allow_imports)
+    saved = run.root / SPLIT_FILE
+    if not saved.is_file():
+        return split  # a run from before split.json
+    try:
+        record = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"cannot read {saved}: {exc}") from None
+    for key in ("val", "test"):
+        if not isinstance(record, dict) or record.get(key) != split.held_out.get(key):
+            raise RunError(
+                f"the run's {key} split ({saved}) is not what its data gives now: "
+                "the data files changed since the run"
+            )
+    return split
 
 
 def split_samples(run: LoadedRun, split: str, allow_imports: frozenset[str]) -> Samples:
-    settings = run.settings
+    """The run's validation (``val``) or test (``test``) samples."""
+    found = run_split(run, allow_imports)
     if split == "val":
-        samples = run_split(settings, allow_imports)
-        if samples is None:
+        if found.val is None:
             raise RunError(
                 f"the run in {run.root} has no validation data (data.val or "
                 "data.val_fraction); give a data file to evaluate on"
             )
-        return samples
-    source = getattr(settings.train.data, "test", None)
-    if source is None:
+        return found.val
+    if found.test is None:
         raise RunError(
-            f"the run in {run.root} has no test split (data.test); give a file "
-            "to evaluate on"
+            f"the run in {run.root} has no test split (data.test or "
+            "data.test_fraction); give a data file to evaluate on"
         )
-    reader = _Reader(settings, allow_imports)
-    raw, _ = reader.read(source, ("data", "test"), functions=False)
-    return reader.samples(raw, ("data", "test"), "val")
+    return found.test
 
 
 def file_samples(settings: Settings, file: Path) -> Samples:
     """The samples of an .npz or .pt file with the run's input and target names,
     checked as the run checks its data; a problem is a one-line RunError."""
-    reader = _Reader(settings, frozenset())
+    reader = Reader(settings, frozenset())
     where = ("data", "source")
     try:
         if file.suffix == ".npz":

@@ -101,6 +101,8 @@ class RunLog:
         self._writer = _Opening(
             partial(_summary_writer, run, start_step + 1 if start_step else None)
         )
+        #: What waits for the writer (the HParams summary), written when it is open.
+        self._pending: list[Callable[[Any], None]] = []
         self.bar = None
         if progress:
             from tqdm import tqdm
@@ -116,7 +118,10 @@ class RunLog:
     @property
     def writer(self) -> Any:
         """The TensorBoard writer (waited for, the first time, while it opens)."""
-        return self._writer.get()
+        writer = self._writer.get()
+        while self._pending:
+            self._pending.pop(0)(writer)
+        return writer
 
     def epoch(self, epoch: int) -> None:
         """A new epoch (1-based) begins."""
@@ -160,13 +165,9 @@ class RunLog:
 
     def hparams(self, values: Mapping[str, Any], monitor: str) -> None:
         """The run's settings in TensorBoard's HParams tab, in this run's own event
-        file, against the best value of ``monitor``."""
-        from torch.utils.tensorboard.summary import hparams
-
-        writer = self.writer.file_writer
-        assert writer is not None  # open until close()
-        for summary in hparams(dict(values), {f"hparams/best_{monitor}": 0.0}):
-            writer.add_summary(summary)
+        file, against the best value of ``monitor``. It is written with the first
+        record that needs the writer: the start of a run does not wait for it."""
+        self._pending.append(partial(_write_hparams, dict(values), monitor))
 
     def graph(self, model: Any, inputs: tuple[Any, ...]) -> None:
         """The model's graph (a trace); a model that cannot be traced is skipped
@@ -293,6 +294,15 @@ def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = json.dumps(value, default=str)
     return flat
+
+
+def _write_hparams(values: dict[str, Any], monitor: str, writer: Any) -> None:
+    from torch.utils.tensorboard.summary import hparams
+
+    file_writer = writer.file_writer
+    assert file_writer is not None  # open until close()
+    for summary in hparams(values, {f"hparams/best_{monitor}": 0.0}):
+        file_writer.add_summary(summary)
 
 
 def _summary_writer(run: RunDir, purge_step: int | None) -> Any:

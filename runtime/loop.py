@@ -42,7 +42,7 @@ from .checkpoint import restoring, spec_hash
 from .compile_check import (
     eager_random_numbers,
 )
-from .data import Batch, Batches, load_split
+from .data import Batch, Batches, load_split, write_split
 from .device import (
     autocast,
     compile_errors,
@@ -173,6 +173,8 @@ class Trainer:
         random.seed(t.seed)
         prepare_device(self.device)
         split = load_split(s, self.allow_imports)
+        if self.cluster.main:
+            write_split(self.run.root, split, s)
         world = self.cluster.world
         batches = partial(
             Batches,

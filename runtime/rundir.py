@@ -10,6 +10,7 @@
                                   compiles alone to the same model)
         sources/                  for a spec with extends: the originals, as read
         train.json                the train settings in effect (--set applied), params
+        split.json                the source's samples held out for validation and test
         model.py                  the generated model source
         metrics.jsonl             one JSON object per logged step and per validation
         metrics.csv               the same records as rows (log: {csv: false}: none)
@@ -65,7 +66,7 @@ LOCK_FILE = ".nnspec-lock"
 RUN_FORMAT = 1
 SOURCES = "sources"
 #: The files nnspec writes at the top of a run directory (besides the event files).
-INPUT_FILES = ("spec.yaml", "model.py", "train.json")
+INPUT_FILES = ("spec.yaml", "model.py", "train.json", "split.json")
 #: Files a run writes as it goes, besides metrics.jsonl and the event files.
 LOG_FILES = ("metrics.csv", "profile.json")
 _PROFILE_RANK = re.compile(r"profile-rank\d+\.json")

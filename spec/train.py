@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "MAX_COUNT",
+    "MAX_IMAGE_SIDE",
     "MAX_SEED",
     "MAX_WORKERS",
     "PRECISIONS",
@@ -25,10 +26,12 @@ __all__ = [
     "LogSpec",
     "LossTerm",
     "MetricTerm",
+    "NormalizeSpec",
     "OptimizerSpec",
     "SchedulerSpec",
     "SourceSpec",
     "TrainSpec",
+    "TransformSpec",
 ]
 
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
@@ -62,8 +65,54 @@ class _WithArguments(BaseModel):
         return dict(self.model_extra or {})
 
 
+#: The largest image size (a side, in pixels) a transform may ask for.
+MAX_IMAGE_SIDE = 1 << 14
+
+Side = Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]
+#: An image size: one side for a square, or [height, width].
+ImageSize = Side | Annotated[list[Side], Field(min_length=2, max_length=2)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class NormalizeSpec(_Strict):
+    """Per-channel ``(x - mean) / std`` of an image in [0, 1]."""
+
+    mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
+
+
+class TransformSpec(_Strict):
+    """One step of an image source's transforms; exactly one of its keys (padding
+    goes with random_crop). Random steps act on training samples only."""
+
+    resize: ImageSize | None = Field(
+        None, description="Resize to this size (bilinear; masks: nearest)."
+    )
+    center_crop: ImageSize | None = Field(
+        None, description="Cut this size out of the middle."
+    )
+    random_crop: ImageSize | None = Field(
+        None,
+        description="Cut this size out at a random place in training (the middle "
+        "for validation and test).",
+    )
+    padding: Annotated[int, Field(ge=0, le=MAX_IMAGE_SIDE)] | None = Field(
+        None, description="With random_crop: pad each side with zeros first."
+    )
+    horizontal_flip: Probability | None = Field(
+        None, description="Flip left-right with this probability, in training."
+    )
+    vertical_flip: Probability | None = Field(
+        None, description="Flip upside down with this probability, in training."
+    )
+    normalize: NormalizeSpec | None = Field(
+        None, description="Subtract a per-channel mean and divide by a std."
+    )
+
+
 class SourceSpec(_Strict):
-    """A data source given as a mapping; exactly one of its keys."""
+    """A data source given as a mapping: exactly one of npz, pt, synthetic, csv,
+    parquet, images, function, with the keys that go with it."""
 
     npz: str | None = Field(
         None,
@@ -82,20 +131,86 @@ class SourceSpec(_Strict):
         description="This many random samples shaped like the inputs and the "
         "trained outputs.",
     )
+    csv: str | None = Field(
+        None,
+        min_length=1,
+        description="A CSV file with a header row, relative to the spec: a row "
+        "per sample, numeric feature columns and a target column.",
+    )
+    parquet: str | None = Field(
+        None,
+        min_length=1,
+        description="A Parquet file (needs pyarrow), relative to the spec: as csv.",
+    )
+    features: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="csv/parquet: the feature columns, in order. Default: every "
+        "column but the target.",
+    )
+    target: str | None = Field(
+        None, min_length=1, description="csv/parquet: the target column."
+    )
+    target_dtype: Literal["int64", "float32"] | None = Field(
+        None,
+        description="csv/parquet: int64 (class indices) or float32 (values). "
+        "Default: int64 for a class-index loss (CrossEntropyLoss, ...), else float32.",
+    )
+    images: str | None = Field(
+        None,
+        min_length=1,
+        description="A folder of images, relative to the spec: a subfolder per "
+        "class (sorted names are classes 0, 1, ...), or, with masks, the images.",
+    )
+    masks: str | None = Field(
+        None,
+        min_length=1,
+        description="images: a folder of masks for segmentation, one per image with "
+        "the image's stem; a mask's pixel values are class indices.",
+    )
+    transforms: list[TransformSpec] = Field(
+        default_factory=list,
+        description="images: transforms applied in order to each image (and, where "
+        "geometric, to its mask); random ones act on training samples only.",
+    )
+    function: str | None = Field(
+        None,
+        min_length=1,
+        description="'package.module:name', a function or Dataset class called with "
+        "args (needs --allow-import package).",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="function: keyword arguments for it.",
+    )
+    paths: list[str] = Field(
+        default_factory=list,
+        description="function: the names of args that are paths (a string or a "
+        "list of strings), resolved relative to the spec.",
+    )
+    items: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="The input or target name of each position of a tuple item "
+        "(an (x, y) Dataset; also csv (features, target) and images (image, "
+        "label)). Default: the inputs, then the loss targets, in order.",
+    )
 
 
 DataSource = SourceSpec | str
-"""A mapping (``{npz: file}``, ``{pt: file}``, ``{synthetic: N}``), or a string:
-``synthetic`` (1024 random samples) or ``package.module:function``, a function
-returning ``(train, val)`` (needs ``--allow-import package``)."""
+"""A mapping (``{npz: file}``, ``{csv: file, target: col}``, ``{images: dir}``,
+``{function: name, args: {...}}``, ...), or a string: ``synthetic`` (1024 random
+samples) or ``package.module:function``, a function returning ``(train, val)``
+(needs ``--allow-import package``)."""
 
 
 class DataSpec(_Strict):
     """Where the samples come from and how they are batched."""
 
     source: DataSource = Field(
-        description="{npz: file}, {pt: file}, {synthetic: N}, 'synthetic', or "
-        "'package.module:function' returning (train, val) datasets."
+        description="{npz: file}, {pt: file}, {synthetic: N}, {csv: file, ...}, "
+        "{parquet: file, ...}, {images: folder, ...}, {function: name, args: ...}, "
+        "'synthetic', or 'package.module:function' returning (train, val) datasets."
     )
     batch_size: PositiveInt = Field(32, description="Samples per batch.")
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = (
@@ -108,13 +223,23 @@ class DataSpec(_Strict):
     val: DataSource | None = Field(
         None, description="A separate validation source, instead of val_fraction."
     )
+    test_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = (
+        Field(
+            None,
+            description="Hold out this fraction of the source for testing (seeded, "
+            "apart from validation); training never sees it.",
+        )
+    )
+    test: DataSource | None = Field(
+        None, description="A separate test source, instead of test_fraction."
+    )
     shuffle: bool = Field(
         True, description="Shuffle the training samples each epoch (seeded)."
     )
     workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] = Field(
         0,
-        description="Loader worker processes, for datasets returned by a "
-        "function; in-memory arrays need none.",
+        description="Loader worker processes, for datasets (images, functions); "
+        "in-memory arrays need none.",
     )
 
 

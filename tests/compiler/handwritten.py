@@ -310,3 +310,33 @@ class TwoHeads(nn.Module):
         h = self.dropout(self.shared(h))
         logits = self.head(torch.cat([h, extra], dim=1))
         return {"logits": logits, "features": trunk}
+
+
+class WineNet(nn.Module):
+    """examples/wine.yaml: a two-layer classifier of 13 measurements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.BatchNorm1d(13)
+        self.hidden = nn.Linear(13, 32)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, measurements: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.relu(self.hidden(self.scale(measurements)))
+        return {"logits": self.head(x)}
+
+
+class ShapesNet(nn.Module):
+    """examples/shapes.yaml: dilated convolutions, a class score per pixel."""
+
+    def __init__(self, classes: int = 4, width: int = 16) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 5, padding=4, dilation=2)
+        self.conv3 = nn.Conv2d(width, width, 5, padding=8, dilation=4)
+        self.head = nn.Conv2d(width, classes, 1)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.relu(self.conv1(image))
+        x = torch.relu(self.conv3(torch.relu(self.conv2(x))))
+        return {"logits": self.head(x)}

@@ -30,6 +30,8 @@ CASES: dict[str, tuple[Callable[..., nn.Module], dict, dict, list[tuple[int, ...
     "shared_mlp": (handwritten.SharedMLP, {}, {}, [(5, 32)]),
     "resnet_small": (handwritten.ResNetSmall, {}, {}, [(2, 3, 32, 32)]),
     "extra_input": (handwritten.ImageWithMetadata, {}, {}, [(3, 3, 32, 32), (3, 8)]),
+    "wine": (handwritten.WineNet, {}, {}, [(5, 13)]),
+    "shapes": (handwritten.ShapesNet, {}, {}, [(2, 1, 32, 32)]),
 }
 
 

@@ -172,20 +172,23 @@ def test_evaluation_batches_cover_every_sample_once_with_one_shape() -> None:
     assert seen.tolist() == list(range(10))
 
 
-def test_dataset_items_must_be_mappings(tmp_path: Path) -> None:
-    class Pairs(DictDataset):
+def test_dataset_items_of_another_kind_are_refused_at_the_source(
+    tmp_path: Path,
+) -> None:
+    class Arrays(DictDataset):
         def __getitem__(self, i: int):  # type: ignore[override]
-            return self.arrays["x"][i], self.arrays["label"][i]
+            return self.arrays["x"][i]
 
     from tests.runtime import data_functions
 
     original = data_functions.as_dataset
-    data_functions.as_dataset = lambda: (Pairs(data_functions._arrays()), None)
+    data_functions.as_dataset = lambda: (Arrays(data_functions._arrays()), None)
     try:
         data = "data: {source: 'tests.runtime.data_functions:as_dataset'}\n"
         message = split_error(tmp_path, data, ("tests",))
     finally:
         data_functions.as_dataset = original
     assert message == (
-        "14:18: the dataset's items must be mappings of name -> tensor, received tuple"
+        "14:18: the dataset's item 0: it is a Tensor; items are mappings of name -> "
+        "tensor or tuples (name their positions with the source's items:)"
     )

@@ -72,7 +72,9 @@ def test_every_mistake_of_the_section_is_reported_at_once() -> None:
     )
     assert errors == [
         "t.yaml:9:14: error: unknown key 'npzz' in train.data.source "
-        "(did you mean 'npz'?); known keys: npz, pt, synthetic",
+        "(did you mean 'npz'?); known keys: args, csv, features, function, images, "
+        "items, masks, npz, parquet, paths, pt, synthetic, target, target_dtype, "
+        "transforms",
         "t.yaml:10:17: error: train.data.batch_size: expected at least 1, received 0",
         "t.yaml:11:19: error: train.data.val_fraction: expected less than 1, "
         "received 1.5",
