@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 
-from nnspec.compiler.codegen import without_comments
-from nnspec.compiler.pipeline import CompiledModel, compile_document
-from nnspec.compiler.values import Value
-from nnspec.compiler.weights import LoadReport, WeightsError, load_weights
-from nnspec.spec.collector import paused_gc
-from nnspec.spec.derive import derive, read_spec_file
-from nnspec.spec.files import inside
-from nnspec.spec.yaml_source import parse_yaml
+from ..spec.collector import paused_gc
+from ..spec.derive import derive, read_spec_file
+from ..spec.files import inside
+from ..spec.yaml_source import parse_yaml
+from .codegen import without_comments
+from .pipeline import CompiledModel, compile_document
+from .values import TupleValue, Value
+from .weights import LoadReport, WeightsError, load_weights
 
 __all__ = ["Spec", "confined", "load", "loads"]
 
@@ -186,6 +186,7 @@ class Spec:
             return list(value.items())
         names = [str(ref) for ref in model.outputs.refs]
         if model.outputs.kind == "tuple":
+            assert isinstance(value, TupleValue)  # a tuple output's value
             return list(zip(names, value.items))
         return [(names[0], value)]
 

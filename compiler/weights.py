@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nnspec.spec.files import FileRefused, open_regular
-from nnspec.spec.text import first_line
-from nnspec.spec.version import __version__
+from ..spec.files import FileRefused, open_regular
+from ..spec.text import first_line
+from ..spec.version import __version__
 
 __all__ = ["LoadReport", "WeightsError", "load_weights", "read_tensors", "save_weights"]
 

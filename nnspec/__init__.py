@@ -4,8 +4,8 @@ The top stage: the Python API (``nnspec.load``) and the command line, which may 
 every stage below (spec, compiler, runtime, inspection); none of those imports it.
 """
 
-from nnspec.api import Spec, load, loads
-from nnspec.spec import SpecError
-from nnspec.spec.version import __version__
+from .api import Spec, load, loads
+from .spec import SpecError
+from .spec.version import __version__
 
 __all__ = ["Spec", "SpecError", "__version__", "load", "loads"]

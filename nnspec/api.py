@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from nnspec.compiler import loaded
-from nnspec.compiler.loaded import confined
-from nnspec.inspection.summary import ModelSummary, summarize
+from .compiler import loaded
+from .compiler.loaded import confined
+from .inspection.summary import ModelSummary, summarize
 
 __all__ = ["Spec", "confined", "load", "loads"]
 

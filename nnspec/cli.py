@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nnspec.commands import (
+from .commands import (
     EXIT_INTERNAL_ERROR,
     EXIT_SPEC_ERROR,
     STDIN,

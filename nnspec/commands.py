@@ -17,14 +17,14 @@ from typing import Any
 
 import yaml
 
-from nnspec.api import Spec, confined, load, loads
-from nnspec.compiler.loaded import importable_beside
-from nnspec.compiler.pyformat import GeneratedSourceError
-from nnspec.compiler.shape_rules import ShapeRuleBug
-from nnspec.runtime.errors import RunError
-from nnspec.spec.errors import SpecError
-from nnspec.spec.version import __version__
-from nnspec.spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
+from .api import Spec, confined, load, loads
+from .compiler.loaded import importable_beside
+from .compiler.pyformat import GeneratedSourceError
+from .compiler.shape_rules import ShapeRuleBug
+from .runtime.errors import RunError
+from .spec.errors import SpecError
+from .spec.version import __version__
+from .spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
 
 __all__ = [
     "EXIT_INTERNAL_ERROR",

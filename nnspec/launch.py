@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from nnspec.api import load
-from nnspec.commands import EXIT_INTERRUPTED, UsageError, parse_overrides, parse_params
-from nnspec.runtime.distributed import PeerFailedError, World
+from .api import load
+from .commands import EXIT_INTERRUPTED, UsageError, parse_overrides, parse_params
+from .runtime.distributed import PeerFailedError, World
 
 __all__ = ["launch", "worker_arguments"]
 
@@ -48,7 +48,7 @@ def worker_arguments(args: argparse.Namespace) -> list[str]:
 def launch(args: argparse.Namespace) -> int:
     """Start ``args.nproc`` processes with torch's elastic launcher and wait for
     them; the exit status is the first failed process's (0 when all succeed)."""
-    from nnspec.runtime.settings import resolve_settings
+    from .runtime.settings import resolve_settings
 
     nproc = args.nproc
     if nproc < 1:

@@ -13,14 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nnspec.commands import UsageError
-from nnspec.runtime.evaluate import (
+from .commands import UsageError
+from .runtime.evaluate import (
     evaluate,
     file_samples,
     load_run,
     split_samples,
 )
-from nnspec.runtime.predict import SUFFIXES, predict, read_inputs, write_outputs
+from .runtime.predict import SUFFIXES, predict, read_inputs, write_outputs
 
 __all__ = ["register_evaluate", "register_predict"]
 

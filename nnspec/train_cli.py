@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from nnspec.commands import (
+from .commands import (
     EXIT_INTERRUPTED,
     EXIT_SPEC_ERROR,
     STDIN,
@@ -25,16 +25,16 @@ from nnspec.commands import (
     parse_overrides,
     parse_params,
 )
-from nnspec.runtime.checkpoint import read_run_checkpoint
-from nnspec.runtime.distributed import (
+from .runtime.checkpoint import read_run_checkpoint
+from .runtime.distributed import (
     DEFAULT_TIMEOUT,
     PeerFailedError,
     World,
     failure_text,
 )
-from nnspec.runtime.errors import TrainError
-from nnspec.runtime.logs import require_training_extras
-from nnspec.spec.errors import SpecError
+from .runtime.errors import TrainError
+from .runtime.logs import require_training_extras
+from .spec.errors import SpecError
 
 __all__ = [
     "consolidate_command",
@@ -62,7 +62,7 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_TRAIN_ERROR
     if args.nproc is not None:
-        from nnspec.launch import launch
+        from .launch import launch
 
         return launch(args)
     world = World.from_env()
@@ -78,7 +78,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _trainer(args: argparse.Namespace) -> Any:
-    from nnspec.runtime.loop import Trainer
+    from .runtime.loop import Trainer
 
     if args.allow_imports:
         importable_beside(args.spec)
@@ -203,8 +203,8 @@ def _steps(text: str) -> int:
 
 
 def export_weights_command(args: argparse.Namespace) -> int:
-    from nnspec.compiler.weights import save_weights
-    from nnspec.runtime.rundir import RunDir
+    from .compiler.weights import save_weights
+    from .runtime.rundir import RunDir
 
     run = RunDir(Path(args.run_dir))
     state = read_run_checkpoint(Path(args.run_dir), args.checkpoint)
@@ -223,7 +223,7 @@ def _weights_metadata(run: Any, state: dict[str, Any]) -> dict[str, str]:
     the hash of its model part with the params in effect, the step, the versions."""
     import json
 
-    from nnspec.spec.yaml_source import parse_yaml
+    from .spec.yaml_source import parse_yaml
 
     metadata = {
         "spec_hash": str(state.get("spec_hash", "")),
@@ -262,8 +262,8 @@ def register_export_weights(parser: argparse.ArgumentParser) -> None:
 
 
 def consolidate_command(args: argparse.Namespace) -> int:
-    from nnspec.runtime.checkpoint import load_checkpoint
-    from nnspec.runtime.sharded import consolidate, read_meta
+    from .runtime.checkpoint import load_checkpoint
+    from .runtime.sharded import consolidate, read_meta
 
     source = Path(args.checkpoint)
     out = Path(args.output) if args.output else source.with_suffix(".pt")

@@ -16,9 +16,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nnspec.runtime.checkpoint import load_checkpoint, save_checkpoint
-    from nnspec.runtime.errors import NonFiniteLossError, TrainError
-    from nnspec.runtime.loop import FitResult, Trainer
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .errors import NonFiniteLossError, TrainError
+    from .loop import FitResult, Trainer
 
 __all__ = [
     "FitResult",

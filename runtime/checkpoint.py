@@ -47,8 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnspec.compiler.loaded import Spec
-
+from ..compiler.loaded import Spec
 from .errors import RunError, TrainError
 
 __all__ = [

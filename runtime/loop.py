@@ -35,8 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from nnspec.compiler.loaded import Spec, load
-
+from ..compiler.loaded import Spec, load
 from .callbacks import Callbacks
 from .checkpoint import restoring, spec_hash
 from .compile_check import (

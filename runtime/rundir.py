@@ -377,7 +377,7 @@ def _reason(exc: OSError) -> str:
 
 
 def _version() -> str:
-    from nnspec.spec.version import __version__
+    from ..spec.version import __version__
 
     return str(__version__)
 

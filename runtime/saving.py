@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from nnspec.spec.version import __version__
-
+from ..spec.version import __version__
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     UnreadableCheckpointError,

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnspec.compiler.loaded import Spec
-
+from ..compiler.loaded import Spec
 from ..compiler.values import TensorValue
 from ..spec.errors import SpecError, suggest
 from ..spec.sections import validate_train

@@ -37,8 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nnspec.spec.text import first_line
-
+from ..spec.text import first_line
 from .checkpoint import (
     UnreadableCheckpointError,
     load_checkpoint,

@@ -1,7 +1,7 @@
 """Loading and saving weights (``nnspec.compiler.weights``, where ``Spec.build`` finds
 them), also importable from here, beside the rest of training."""
 
-from nnspec.compiler.weights import (
+from ..compiler.weights import (
     LoadReport,
     WeightsError,
     load_weights,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from nnspec.spec.errors import SpecError, suggest
+from .errors import SpecError, suggest
 
 __all__ = [
     "MAX_DEPTH",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from nnspec.spec.errors import SpecError
+from .errors import SpecError
 
 __all__ = ["problem_text", "syntax_error"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from nnspec.spec.collector import paused_gc
-from nnspec.spec.errors import Diagnostic, SpecError
-from nnspec.spec.yaml_compose import (
+from .collector import paused_gc
+from .errors import Diagnostic, SpecError
+from .yaml_compose import (
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
     MAX_NODES,
@@ -26,7 +26,7 @@ from nnspec.spec.yaml_compose import (
     SpecLoader,
     short_tag,
 )
-from nnspec.spec.yaml_errors import problem_text, syntax_error
+from .yaml_errors import problem_text, syntax_error
 
 __all__ = [
     "MAX_DEPTH",
