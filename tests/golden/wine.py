@@ -18,12 +18,7 @@ class WineNet(nn.Module):
         self.head = nn.Linear(32, 3)
 
     def forward(self, measurements: torch.Tensor) -> dict[str, torch.Tensor]:
-        # wine.yaml:11  (B, 13)
-        x = self.scale(measurements)
-        # wine.yaml:12  (B, 32)
-        x = self.hidden(x)
-        # wine.yaml:13  (B, 32)
-        x = self.relu(x)
-        # wine.yaml:14  (B, 3)
-        head = self.head(x)
-        return {"logits": head}
+        x = self.scale(measurements)  # wine.yaml:11  (B, 13)
+        x = self.hidden(x)  # wine.yaml:12  (B, 32)
+        x = self.relu(x)  # wine.yaml:13  (B, 32)
+        return {"logits": self.head(x)}  # wine.yaml:14  (B, 3)
