@@ -115,7 +115,7 @@ def load_run(
     )
 
 
-def run_split(run: LoadedRun, allow_imports: frozenset[str]) -> Split:
+def run_split(run: LoadedRun, allow_imports: frozenset[str] = frozenset()) -> Split:
     """The run's split, read again from its data (it is a function of the data and
     the seed), checked against the split.json the run wrote: data files that changed
     since the run would give other validation or test samples."""
@@ -136,7 +136,9 @@ def run_split(run: LoadedRun, allow_imports: frozenset[str]) -> Split:
     return split
 
 
-def split_samples(run: LoadedRun, split: str, allow_imports: frozenset[str]) -> Samples:
+def split_samples(
+    run: LoadedRun, split: str, allow_imports: frozenset[str] = frozenset()
+) -> Samples:
     """The run's validation (``val``) or test (``test``) samples."""
     found = run_split(run, allow_imports)
     if split == "val":

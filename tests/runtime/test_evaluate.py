@@ -180,3 +180,41 @@ def test_predict_checks_the_input_names_and_shapes(
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not out.exists()
+
+
+def test_evaluate_on_the_test_split_and_a_changed_data_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nnspec.runtime.evaluate import load_run, split_samples
+
+    write_data(tmp_path / "data.pt")
+    spec = tmp_path / "tiny.yaml"
+    train = TRAIN.replace(
+        "val_fraction: 0.15", "val_fraction: 0.15\n    test_fraction: 0.2"
+    )
+    spec.write_text(TINY_MODEL + textwrap.dedent(train), encoding="utf-8")
+    Trainer(spec, tmp_path / "run", progress=False).fit()
+    saved = json.loads((tmp_path / "run" / "split.json").read_text())
+    test_indices = saved["test"]["indices"]
+    assert len(test_indices) == 20
+
+    report = evaluate_json(capsys, str(tmp_path / "run"), "--split", "test")
+    assert (report["data"], report["samples"]) == ("test", 20)
+    # The same samples, read from the data file by the indices split.json records.
+    data = torch.load(tmp_path / "data.pt")
+    picked = {k: v[torch.tensor(test_indices)] for k, v in data.items()}
+    torch.save(picked, tmp_path / "test.pt")
+    by_file = evaluate_json(
+        capsys, str(tmp_path / "run"), "--data", str(tmp_path / "test.pt")
+    )
+    assert by_file["metrics"] == pytest.approx(report["metrics"], rel=1e-6)
+    run = load_run(tmp_path / "run")
+    assert len(split_samples(run, "test")) == 20
+
+    # Data that changed since the run would give other samples: refused, one line.
+    write_data(tmp_path / "data.pt", n=120)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "split.json" in err and "the data files changed since the run" in err
+    assert err.count("\n") == 1
