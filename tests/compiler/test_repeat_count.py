@@ -3,6 +3,7 @@ as its constructor is told, and its signature never names a count it ignores."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -153,3 +154,56 @@ def test_a_count_passed_down_through_blocks_is_honoured() -> None:
 def test_the_spec_compiles_for_other_counts(depth: int) -> None:
     model = nnspec.loads(STACK.replace("depth: 3}", f"depth: {depth}}}")).build()
     assert _linears(model) == depth
+
+
+BUILT_FOR = """\
+nnspec: 1
+name: Net
+inputs: {x: [8]}
+blocks:
+  One:
+    params: {depth: {type: int}}
+    layers:
+      - {op: Linear, name: stack, out_features: 8, repeat: "${depth}"}
+  Twice:
+    params: {times: 2, width: 8}
+    layers:
+      - {op: mul, args: [2.0], repeat: "${times}"}
+      - {op: Linear, name: out, out_features: "${width}"}
+  Indexed:
+    params: {depth: 2}
+    layers:
+      - {op: Dropout, name: drop, p: "${0.1 * i}", repeat: "${depth}"}
+  Outer:
+    params: {n: 2, m: 2}
+    layers:
+      - {op: Twice, name: twice, times: "${n + 1}", width: "${m * 4}"}
+layers:
+  - {op: One, name: one, depth: 1}
+  - {op: Twice, name: twice, times: 3}
+  - {op: Indexed, name: indexed}
+  - {op: Outer, name: outer}
+"""
+
+
+def _takes(cls: type[nn.Module]) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+def test_a_count_the_copies_cannot_follow_is_not_a_parameter() -> None:
+    spec = nnspec.loads(BUILT_FOR)
+    assert _takes(_block_class(spec, "One")) == {"in_features"}
+    assert _takes(_block_class(spec, "Twice")) == {"in_features", "width"}
+    assert _takes(_block_class(spec, "Indexed")) == set()
+    assert _takes(_block_class(spec, "Outer")) == {"in_features", "m"}
+    source = spec.source()
+    check_generated_source(source)
+    assert "self.one = One(in_features=8)\n" in source
+    assert "self.twice = Twice(in_features=in_features, width=m * 4)\n" in source
+    assert source.count("x = torch.mul(x, 2.0)") == 3
+    assert "nn.Sequential(nn.Dropout(p=0.0), nn.Dropout(p=0.1))" in source
+    model = spec.build()
+    x = torch.randn(2, 8)
+    model.eval()
+    expected = model.outer.twice.out(model.twice.out(model.one.stack(x) * 8.0) * 8.0)
+    assert_close(model(x), expected)

@@ -77,6 +77,8 @@ def function_node(
     assert node.op is not None
     op = node.op
     sequence = record_of(op).sequence
+    if n is not None:  # a function's copies are statements, written out
+        state.fixed |= _names(_param_count(walk, state, node) or ast.Constant(0))
     value: Value | None = None
     for k in range(n or 1):
         extra = {"i": const(k)} if n is not None else None
@@ -246,24 +248,36 @@ def _copies_code(
     generator over ``range(count)``, so that the class builds as many as it is
     told. That takes copies that are all built alike: the first may differ (it
     takes the block's input), every later one must take what it gives (its
-    output is its input) and read no index ``i``."""
+    output is its input) and read no index ``i``. Otherwise the copies are
+    written out and the names the count reads go to ``state.fixed``: the block
+    is walked again with those params as literals, and its class takes none of
+    them (a signature never names a count the class ignores)."""
     written = [c.ctor for c in copies]
-    if not state.symbolic or len(copies) < 2:
-        return written
-    count = _repeat_val(walk, state, node).sym
-    if count is None or is_const(count):
-        return written
-    if _uses_index([node.args, node.kwargs, node.patch]):
-        return written
-    if not _same_value(outputs[0], outputs[1]):
+    count = _param_count(walk, state, node)
+    if count is None:
         return written
     later = {ast.dump(c) for c in written[1:]}
-    if len(later) != 1 or any(n in _hoisted_names(state) for n in _names(written[1])):
+    if (
+        len(copies) < 2
+        or _uses_index([node.args, node.kwargs, node.patch])
+        or not _same_value(outputs[0], outputs[1])
+        or len(later) != 1
+        or any(n in _hoisted_names(state) for n in _names(written[1]))
+    ):
+        state.fixed |= _names(count)
         return written
     if ast.dump(written[0]) == ast.dump(written[1]):
         return [_generated(written[1], count)]
     rest = ast.BinOp(count, ast.Sub(), ast.Constant(1))
     return [written[0], _generated(written[1], rest)]
+
+
+def _param_count(walk: Walk, state: GraphState, node: NodeTemplate) -> ast.expr | None:
+    """The repeat count in the terms of the block's class, when it names any."""
+    if not state.symbolic:
+        return None
+    count = _repeat_val(walk, state, node).sym
+    return None if count is None or is_const(count) else count
 
 
 def _hoisted_names(state: GraphState) -> set[str]:
