@@ -236,6 +236,9 @@ class GraphResult:
     placeholders: dict[str, tuple[int, int]]  # input-size name -> (input index, dim)
     param_values: dict[str, Any]
     size: int = 0  # nodes, with block instances and repeated copies expanded
+    #: Block params the class is built for (not constructor parameters): those
+    #: read by a repeat count its copies cannot be made from.
+    fixed: set[str] = field(default_factory=set)
 
 
 @dataclass

@@ -145,7 +145,9 @@ class Tracer(TorchFunctionMode):
     ) -> tuple[NodeSummary, ModuleDef]:
         assert frame.repeat is not None and frame.row is not None
         k = frame.index
-        mdef = frame.repeat.children[k]
+        # A block class's repeat may build more copies than the use it was
+        # read from; the copies after the first are all built alike.
+        mdef = frame.repeat.children[min(k, len(frame.repeat.children) - 1)]
         kind = module_kind(mdef)
         row = self.new_row(frame.row, str(k), mdef.op.name, kind, mdef.line, module)
         row.value = frame.row.value

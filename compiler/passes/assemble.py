@@ -97,6 +97,8 @@ def block_class(
     ]
     decls: dict[str, ParamDecl] = template.params
     for name, decl in decls.items():
+        if name in result.fixed:
+            continue
         seen = [u.result.param_values.get(name) for u in uses]
         default = None if decl.required else literal_ast(decl.default)
         params.append(CtorParam(name, _annotation(decl, seen), default, decl.doc))

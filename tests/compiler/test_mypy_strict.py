@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import nnspec
+from tests.compiler.test_repeat_count import STACK
 from tests.compiler.test_spec_language import SECTION_1_LENET, SECTION_4_TWO_HEADS
 
 pytest.importorskip("mypy")
@@ -21,6 +22,7 @@ def test_generated_sources_pass_mypy_strict(tmp_path: Path) -> None:
     sources = {p.stem: nnspec.load(p).source() for p in sorted(EXAMPLES.glob("*.yaml"))}
     sources["section_1"] = nnspec.loads(SECTION_1_LENET).source()
     sources["section_4"] = nnspec.loads(SECTION_4_TWO_HEADS).source()
+    sources["repeat_count"] = nnspec.loads(STACK).source()
     files = []
     for name, source in sources.items():
         path = tmp_path / f"gen_{name}.py"

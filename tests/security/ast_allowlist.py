@@ -14,6 +14,7 @@ allowed forms are those compiler/codegen.py emits (read off it and the golden fi
 - calls: ``nn.<Module subclass>(...)``, ``nn.init.<fn>_(...)``, ``torch.<fn>`` and
   ``F.<fn>`` of torch's tensor functions, classes defined in the file,
   ``super().__init__()``, ``self.<submodule>(...)``, ``self.reset_parameters()``,
+  the copies of a repeat, ``nn.Sequential(*(<expr> for _ in range(<expr>)))``,
   ``<module>.requires_grad_(False)``, and the builtins expressions use;
 - names: locals defined before their use, arguments, the file's classes and imports,
   and a few builtins; attributes: ``__init__`` of ``super()`` is the only dunder.
@@ -304,6 +305,29 @@ class _Checker:
                 raise self.fail(node, f"{type(child).__name__} inside an expression")
             self.expression(child, local)
 
+    def copies(self, call: ast.Call, arg: ast.Starred, local: set[str]) -> None:
+        """The one starred form: a repeat's copies in ``nn.Sequential``,
+        ``*(<expression> for _ in range(<expression>))``."""
+        if ast.unparse(call.func) != "nn.Sequential":
+            raise self.fail(arg, "*args in a call")
+        gen = arg.value
+        if not isinstance(gen, ast.GeneratorExp) or len(gen.generators) != 1:
+            raise self.fail(arg, "*args in a call")
+        loop = gen.generators[0]
+        it = loop.iter
+        if (
+            ast.unparse(loop.target) != "_"
+            or loop.ifs
+            or loop.is_async
+            or not isinstance(it, ast.Call)
+            or ast.unparse(it.func) != "range"
+            or len(it.args) != 1
+            or it.keywords
+        ):
+            raise self.fail(arg, "a generator other than a repeat's copies")
+        self.expression(it.args[0], local)
+        self.expression(gen.elt, local)
+
     def name(self, node: ast.Name, local: set[str]) -> None:
         if node.id.startswith("__"):
             raise self.fail(node, "a dunder name")
@@ -328,7 +352,8 @@ class _Checker:
     def call(self, node: ast.Call, local: set[str]) -> None:
         for arg in node.args:
             if isinstance(arg, ast.Starred):
-                raise self.fail(arg, "*args in a call")
+                self.copies(node, arg, local)
+                continue
             self.expression(arg, local)
         for keyword in node.keywords:
             if keyword.arg is None:

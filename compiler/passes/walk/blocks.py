@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from ....spec.errors import SpecError, suggest
-from ...expressions import Val, literal_ast
+from ...expressions import Val, const, literal_ast
 from ...ir import BlockUse, GraphResult, GraphTemplate, ModuleDef, NodeTemplate
 from ...values import TensorValue, TupleValue, Value
 from .bind import bind_block_params
@@ -154,14 +154,8 @@ def run_block(
     cached = walk.cache.get(key)
     if cached is not None:
         return cached
-    fresh_inputs: list[Value] = [
-        TensorValue.make(v.shape, v.dtype, None, v.batch_dim)
-        if isinstance(v, TensorValue)
-        else v
-        for v in inputs
-    ]
     try:
-        result = walk.run_graph(walk, block, params, fresh_inputs, True)
+        result = _walk_block(walk, block, params, inputs)
     except SpecError as exc:
         # The mistake is inside the block; say which use of it led there.
         line = walk.line_of(node.path)
@@ -172,6 +166,42 @@ def run_block(
         ) from None
     walk.cache[key] = result
     return result
+
+
+def _walk_block(
+    walk: Walk, block: GraphTemplate, params: dict[str, Val], inputs: list[Value]
+) -> GraphResult:
+    """The walk of a block; walked again with some params as the literals they
+    are, when a repeat count reads them but its copies are written out one by one:
+    then the class is built for those values and takes no parameter for them."""
+    uses = {name: len(found) for name, found in walk.uses.items()}
+    expanded = walk.expanded
+    result = walk.run_graph(walk, block, params, _fresh(inputs), True)
+    fixed = result.fixed & set(block.params)
+    if not fixed:
+        result.fixed = set()
+        return result
+    walk.expanded = expanded  # the first walk is dropped: its uses and node count
+    for name in list(walk.uses):
+        if name in uses:
+            del walk.uses[name][uses[name] :]
+        else:
+            del walk.uses[name]
+    literal = {
+        name: const(v.value) if name in fixed else v for name, v in params.items()
+    }
+    result = walk.run_graph(walk, block, literal, _fresh(inputs), True)
+    result.fixed = fixed
+    return result
+
+
+def _fresh(inputs: list[Value]) -> list[Value]:
+    return [
+        TensorValue.make(v.shape, v.dtype, None, v.batch_dim)
+        if isinstance(v, TensorValue)
+        else v
+        for v in inputs
+    ]
 
 
 def block_instance(
@@ -212,7 +242,13 @@ def block_instance(
             sizes.append(ast.keyword(pname, code(state, node, pname, dim)))
             bound[pname] = dim
     for name, decl in block.params.items():
-        if name in given:
+        if name in result.fixed:  # the class is built for its value
+            val = given.get(name, Val(decl.default, literal_ast(decl.default)))
+            if val.sym is not None:
+                state.fixed |= _names_in(val.sym)
+            mapping[name] = literal_ast(val.value)
+            bound[name] = val
+        elif name in given:
             val = given[name]
             keywords.append(ast.keyword(name, code(state, node, name, val)))
             mapping[name] = val.sym if state.symbolic else literal_ast(val.value)

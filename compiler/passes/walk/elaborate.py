@@ -10,10 +10,11 @@ the node's output value. Each statement of forward is a ``Call`` of a ``CallKind
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 from ....spec.errors import SpecError, describe_value
-from ...expressions import Val, const
+from ...expressions import Val, const, is_const
 from ...hints import inputs_by_name
 from ...ir import Call, CallKind, ModuleDef, NodeTemplate, Ref
 from ...op_table import record_of
@@ -40,12 +41,17 @@ def _call(walk: Walk, node: NodeTemplate, kind: CallKind, **fields: Any) -> Call
     )
 
 
+def _repeat_val(walk: Walk, state: GraphState, node: NodeTemplate) -> Val:
+    path = (*node.path, "repeat")
+    return evaluate(walk, state, node.repeat, path, what=f"{node.label}, repeat")
+
+
 def repeat_count(walk: Walk, state: GraphState, node: NodeTemplate) -> int | None:
     """The node's repeat, evaluated and checked; None when it does not repeat."""
     if node.repeat is None:
         return None
     path = (*node.path, "repeat")
-    val = evaluate(walk, state, node.repeat, path, what=f"{node.label}, repeat")
+    val = _repeat_val(walk, state, node)
     if not isinstance(val.value, int) or isinstance(val.value, bool) or val.value < 1:
         raise walk.doc.error(
             path,
@@ -71,6 +77,8 @@ def function_node(
     assert node.op is not None
     op = node.op
     sequence = record_of(op).sequence
+    if n is not None:  # a function's copies are statements, written out
+        state.fixed |= _names(_param_count(walk, state, node) or ast.Constant(0))
     value: Value | None = None
     for k in range(n or 1):
         extra = {"i": const(k)} if n is not None else None
@@ -146,6 +154,7 @@ def module_node(
     if n is not None and n > 1:
         _check_repeat_inputs(walk, node, values)
     copies: list[ModuleDef] = []
+    outputs: list[Value] = []
     value: Value | None = None
     bound: dict[str, Val] = {}
     for k in range(n or 1):
@@ -161,6 +170,7 @@ def module_node(
             mdef, value, bound = torch_module(walk, state, node, values, extra)
             grow(walk, state, 1, node, walked=False)
         copies.append(mdef)
+        outputs.append(value)
         if k == 0 and n is not None:
             _check_copies(walk, node, n, state.size - before)
     assert value is not None
@@ -176,7 +186,7 @@ def module_node(
             op=node.op,
             ctor=ast.Call(
                 ast.Attribute(ast.Name("nn", ast.Load()), "Sequential", ast.Load()),
-                [c.ctor for c in copies],
+                _copies_code(walk, state, node, copies, outputs),
                 [],
             ),
             line=copies[0].line,
@@ -201,6 +211,92 @@ def module_node(
         )
     )
     return value
+
+
+_USES_INDEX = re.compile(r"\$\{[^}]*\bi\b")
+
+
+def _uses_index(raw: Any) -> bool:
+    """Whether an argument as written may read the copy's index ``i`` (a
+    conservative test of its text: a false yes only costs the general form)."""
+    if isinstance(raw, str):
+        return _USES_INDEX.search(raw) is not None
+    if isinstance(raw, dict):
+        return any(_uses_index(v) for v in raw.values())
+    if isinstance(raw, (list, tuple)):
+        return any(_uses_index(v) for v in raw)
+    return False
+
+
+def _same_value(a: Value, b: Value) -> bool:
+    if isinstance(a, TensorValue) and isinstance(b, TensorValue):
+        return (a.shape, a.dtype, a.batch_dim) == (b.shape, b.dtype, b.batch_dim) and [
+            None if s is None else ast.dump(s) for s in a.sym
+        ] == [None if s is None else ast.dump(s) for s in b.sym]
+    return False
+
+
+def _copies_code(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    copies: list[ModuleDef],
+    outputs: list[Value],
+) -> list[ast.expr]:
+    """The arguments of a repeat's ``nn.Sequential``: each copy as built, or, in a
+    block whose repeat count is written in its params, the copies made by a
+    generator over ``range(count)``, so that the class builds as many as it is
+    told. That takes copies that are all built alike: the first may differ (it
+    takes the block's input), every later one must take what it gives (its
+    output is its input) and read no index ``i``. Otherwise the copies are
+    written out and the names the count reads go to ``state.fixed``: the block
+    is walked again with those params as literals, and its class takes none of
+    them (a signature never names a count the class ignores)."""
+    written = [c.ctor for c in copies]
+    count = _param_count(walk, state, node)
+    if count is None:
+        return written
+    later = {ast.dump(c) for c in written[1:]}
+    if (
+        len(copies) < 2
+        or _uses_index([node.args, node.kwargs, node.patch])
+        or not _same_value(outputs[0], outputs[1])
+        or len(later) != 1
+        or any(n in _hoisted_names(state) for n in _names(written[1]))
+    ):
+        state.fixed |= _names(count)
+        return written
+    if ast.dump(written[0]) == ast.dump(written[1]):
+        return [_generated(written[1], count)]
+    rest = ast.BinOp(count, ast.Sub(), ast.Constant(1))
+    return [written[0], _generated(written[1], rest)]
+
+
+def _param_count(walk: Walk, state: GraphState, node: NodeTemplate) -> ast.expr | None:
+    """The repeat count in the terms of the block's class, when it names any."""
+    if not state.symbolic:
+        return None
+    count = _repeat_val(walk, state, node).sym
+    return None if count is None or is_const(count) else count
+
+
+def _hoisted_names(state: GraphState) -> set[str]:
+    return {name for name, _ in state.hoisted} | {n for n, _ in state.attributes}
+
+
+def _names(tree: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _generated(ctor: ast.expr, count: ast.expr) -> ast.expr:
+    """``*(ctor for _ in range(count))``."""
+    loop = ast.comprehension(
+        target=ast.Name("_", ast.Store()),
+        iter=ast.Call(ast.Name("range", ast.Load()), [count], []),
+        ifs=[],
+        is_async=0,
+    )
+    return ast.Starred(ast.GeneratorExp(ctor, [loop]), ast.Load())
 
 
 def _check_repeat_inputs(walk: Walk, node: NodeTemplate, values: Values) -> None:

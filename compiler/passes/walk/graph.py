@@ -73,6 +73,7 @@ def walk_graph(
         placeholders=placeholders,
         param_values={k: v.value for k, v in params.items()},
         size=state.size,
+        fixed=state.fixed,
     )
 
 

@@ -80,6 +80,8 @@ class GraphState:
     names: Namespace = field(default_factory=Namespace)
     scope: Scope | None = None
     size: int = 0
+    #: Names read by repeat counts whose copies the class writes out one by one.
+    fixed: set[str] = field(default_factory=set)
 
 
 def _short(value: Any) -> str:
