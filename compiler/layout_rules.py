@@ -140,6 +140,8 @@ def transpose(call: ShapeCall, first: str, second: str) -> Value:
 def movedim(call: ShapeCall) -> Value:
     x = _tensor(call)
     source, destination = call.arg("source"), call.arg("destination")
+    if isinstance(source, int) != isinstance(destination, int):
+        raise Fallback  # an int and a list: torch takes two of a kind
     sources = [source] if isinstance(source, int) else source
     destinations = [destination] if isinstance(destination, int) else destination
     src = [_dim(call, x, "source", d) for d in _ints(sources)]

@@ -131,7 +131,7 @@ def test_an_inferred_size_is_a_quotient_of_the_input() -> None:
          ["(transpose", "dim1=-5 is out of range"]),
         ("{op: permute, name: n, dims: [0, 1, 1, 2]}", 34,
          ["(permute", "name a dimension twice"]),
-        ("{op: movedim, name: n, source: [1, 2], destination: 3}", 57,
+        ("{op: movedim, name: n, source: [1, 2], destination: [3]}", 57,
          ["(movedim", "2 dims from source but 1"]),
         ("{op: unflatten, name: n, dim: 1, sizes: [5, -1]}", 45,
          ["(unflatten", "[5, -1] does not multiply to 3"]),
@@ -223,3 +223,23 @@ def test_channels_last_norm_takes_only_its_input_size_and_param() -> None:
     # The class stands on its own with other sizes.
     other = type(model.block)(in_channels=16, out=3)
     assert other(torch.randn(2, 16, 5, 7)).shape == (2, 3, 5, 7)
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        "{op: transpose, name: n, args: [1, 2], dim0: 1}",
+        "{op: movedim, name: n, source: 1, destination: [2]}",
+        "{op: squeeze, name: n, dim: null}",
+    ],
+)
+def test_forms_torch_refuses_are_left_to_torch(node: str) -> None:
+    # A rule must not make up an output where torch has none.
+    expect_error(
+        f"""
+        inputs: {{x: [3, 8, 8]}}
+        layers:
+          - {node}
+        """,
+        5, 5, "node 'n' (", "inputs: [B,3,8,8]",
+    )  # fmt: skip
