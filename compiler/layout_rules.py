@@ -292,8 +292,8 @@ def squeeze(call: ShapeCall) -> Value:
     else:
         listed = given if isinstance(given, (list, tuple)) else [given]
         dims = [_dim(call, x, "dim", d) for d in _ints(listed)]
-        if x.batch_dim in dims:
-            raise Fallback  # a batch of 1 would be squeezed when it runs
+        if x.batch_dim in dims or len(set(dims)) != len(dims):
+            raise Fallback  # a batch of 1 would be squeezed when it runs; a dim twice
         dims = [k for k in dims if x.shape[k] == 1]
     return _drop(x, dims)
 

@@ -231,6 +231,7 @@ def test_channels_last_norm_takes_only_its_input_size_and_param() -> None:
         "{op: transpose, name: n, args: [1, 2], dim0: 1}",
         "{op: movedim, name: n, source: 1, destination: [2]}",
         "{op: squeeze, name: n, dim: null}",
+        "{op: squeeze, name: n, dim: [1, -3]}",
     ],
 )
 def test_forms_torch_refuses_are_left_to_torch(node: str) -> None:
