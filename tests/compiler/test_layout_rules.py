@@ -253,3 +253,23 @@ def test_forms_torch_refuses_are_left_to_torch(node: str) -> None:
         """,
         5, 5, "node 'n' (", "inputs: [B,3,8,8]",
     )  # fmt: skip
+
+
+def test_square_transpose_swaps_the_sizes_too() -> None:
+    # [B, 4, 4] transposed has the same shape: its sizes still trade places, so the
+    # Linear after it takes in_dim1, and the class is right for non-square inputs.
+    spec = compile_text(
+        """
+        inputs: {x: [4, 4]}
+        blocks:
+          Mix:
+            layers:
+              - {op: transpose, args: [1, 2]}
+              - {op: Linear, name: fc, out_features: 3}
+        layers:
+          - {op: Mix, name: mix}
+        """
+    )
+    assert "nn.Linear(in_dim1, 3)" in spec.source()
+    other = type(spec.build().mix)(in_dim1=5)
+    assert other(torch.randn(2, 5, 6)).shape == (2, 6, 3)
