@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..spec.torch_ops import INFERRED_ARGS
+from . import layout_rules as layout
 from . import shape_rules as rules
 from .ops import OpInfo
 from .shape_rules import Rule
@@ -283,6 +284,42 @@ for _name in ("cat", "concat", "concatenate"):
 for _name in _SEQUENCE_FUNCTIONS:
     define_op(_name, sequence=True)
 define_op("Upsample", rule=rules.upsample)
+# Ops that only move, split or drop dimensions: their sizes stay symbolic.
+define_op("permute", rule=layout.permute, rule_params=(("dims", None),))
+for _name, _first, _second in (
+    ("transpose", "dim0", "dim1"),
+    ("swapdims", "dim0", "dim1"),
+    ("swapaxes", "axis0", "axis1"),
+):
+    define_op(
+        _name,
+        rule=functools.partial(layout.transpose, first=_first, second=_second),
+        rule_params=((_first, None), (_second, None)),
+    )
+for _name in ("movedim", "moveaxis"):
+    define_op(
+        _name,
+        rule=layout.movedim,
+        rule_params=(("source", None), ("destination", None)),
+    )
+define_op(
+    "unflatten",
+    rule=functools.partial(layout.unflatten, sizes_arg="sizes"),
+    rule_params=(("dim", None), ("sizes", None)),
+)
+define_op(
+    "Unflatten", rule=functools.partial(layout.unflatten, sizes_arg="unflattened_size")
+)
+define_op("select", rule=layout.select, rule_params=(("dim", None), ("index", None)))
+define_op(
+    "split",
+    rule=layout.split,
+    rule_params=(("split_size_or_sections", None), ("dim", 0)),
+)
+define_op("chunk", rule=layout.chunk, rule_params=(("chunks", None), ("dim", 0)))
+define_op("squeeze", rule=layout.squeeze, rule_params=(("dim", layout.SQUEEZE_ALL),))
+define_op("unsqueeze", rule=layout.unsqueeze, rule_params=(("dim", None),))
+define_op("reshape", rule=layout.reshape, rule_params=(("shape", None),))
 define_op("Embedding", rule=rules.embedding)
 
 # -- numeric arguments ---------------------------------------------------------------

@@ -135,7 +135,9 @@ def function_shape(
         unchecked = signature_of(node.op.target) is None and any(
             key not in names for key in kwargs
         )
-        if len(args) <= len(names) and not unchecked:
+        # A parameter given both by position and by keyword: torch's error.
+        twice = any(name in kwargs for name in names[: len(args)])
+        if len(args) <= len(names) and not unchecked and not twice:
             bound.update(zip(names, args))
             for name, default in record.rule_params:
                 bound.setdefault(name, const(default))
