@@ -35,6 +35,7 @@ from .expression_syntax import (
     predicted_size,
     short,
 )
+from .sums import simplify
 
 __all__ = [
     "Expression",
@@ -182,7 +183,10 @@ class _Evaluator:
             raise ExpressionError(
                 f"cannot compute {ast.unparse(node)!r}: {type(exc).__name__}: {exc}"
             ) from None
-        return _combine(value, [left, right], lambda s: ast.BinOp(s[0], node.op, s[1]))
+        result = _combine(
+            value, [left, right], lambda s: ast.BinOp(s[0], node.op, s[1])
+        )
+        return _integer_sum(result, [left, right])
 
     def eval_UnaryOp(self, node: ast.UnaryOp) -> Val:
         operand = self.run(node.operand)
@@ -192,7 +196,8 @@ class _Evaluator:
             raise ExpressionError(
                 f"cannot compute {ast.unparse(node)!r}: {exc}"
             ) from None
-        return _combine(value, [operand], lambda s: ast.UnaryOp(node.op, s[0]))
+        result = _combine(value, [operand], lambda s: ast.UnaryOp(node.op, s[0]))
+        return _integer_sum(result, [operand])
 
     def eval_BoolOp(self, node: ast.BoolOp) -> Val:
         is_and = isinstance(node.op, ast.And)
@@ -323,6 +328,18 @@ def _combine(
     if any(v.sym is None for v in operands):
         return Val(value, None)
     return Val(value, build([v.sym for v in operands]))  # type: ignore[misc]
+
+
+def _integer_sum(result: Val, operands: list[Val]) -> Val:
+    """``result`` with the like terms of its symbolic form collected, where it and its
+    operands are integers (``g + g`` is ``2 * g``); else as it is."""
+    if (
+        result.sym is None
+        or is_const(result.sym)
+        or not all(type(v.value) is int for v in [result, *operands])
+    ):
+        return result
+    return Val(result.value, simplify(result.sym))
 
 
 def evaluate(expr: Expression, scope: Scope) -> Val:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .expressions import Val
+from .sums import simplify
 from .values import TensorValue, Value
 
 __all__ = [
@@ -387,6 +388,7 @@ def cat(call: ShapeCall) -> Value:
         sym = syms[0]
         for s in syms[1:]:
             sym = ast.BinOp(sym, ast.Add(), s)  # type: ignore[arg-type]
+        sym = simplify(sym)  # type: ignore[arg-type]
     shape = list(first.shape)
     shape[dim] = total
     out_sym = list(first.sym)

@@ -18,6 +18,7 @@ from typing import Any
 from ....spec.errors import SpecError, suggest
 from ...expressions import Val, const, literal_ast
 from ...ir import BlockUse, GraphResult, GraphTemplate, ModuleDef, NodeTemplate
+from ...sums import simplify
 from ...values import TensorValue, TupleValue, Value
 from .bind import bind_block_params
 from .ctor import code
@@ -88,11 +89,16 @@ def _substitute(
     return None if missing else new
 
 
+def _simplified(sym: ast.expr | None) -> ast.expr | None:
+    return None if sym is None else simplify(sym)
+
+
 def _translate(value: Any, mapping: dict[str, ast.expr | None]) -> Any:
     if value is None:
         return None
     if isinstance(value, TensorValue):
-        sym = tuple(_substitute(s, mapping) for s in value.sym)
+        # A size is an integer: its sum in the parent's terms is simplified.
+        sym = tuple(_simplified(_substitute(s, mapping)) for s in value.sym)
         return TensorValue(value.shape, value.dtype, sym, value.batch_dim)
     if isinstance(value, TupleValue):
         return TupleValue(tuple(_translate(v, mapping) for v in value.items))
