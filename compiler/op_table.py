@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..spec.torch_ops import INFERRED_ARGS
 from . import layout_rules as layout
+from . import recurrent_rules
 from . import shape_rules as rules
 from .ops import OpInfo
 from .shape_rules import Rule
@@ -321,6 +322,8 @@ define_op("squeeze", rule=layout.squeeze, rule_params=(("dim", layout.SQUEEZE_AL
 define_op("unsqueeze", rule=layout.unsqueeze, rule_params=(("dim", None),))
 define_op("reshape", rule=layout.reshape, rule_params=(("shape", None),))
 define_op("Embedding", rule=rules.embedding)
+for _name in ("RNN", "LSTM", "GRU"):
+    define_op(_name, rule=recurrent_rules.recurrent)
 
 # -- numeric arguments ---------------------------------------------------------------
 # Checked before any shape is worked out: ops with shape rules, and those whose
