@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 import nnspec
-import nnspec.runtime.loop as nnspec_loop
+import nnspec.runtime.window as nnspec_window
 from nnspec.runtime import Trainer
 
 from .common import ROOT, interleave, median, ratio_spread, section_main, table
@@ -72,12 +72,12 @@ train:
 def _trainer_on_cpu_clock() -> Iterator[None]:
     """The Trainer's throughput windows clocked by this thread's CPU time."""
     clock = types.SimpleNamespace(perf_counter=time.thread_time)
-    original = nnspec_loop.time
-    nnspec_loop.time = clock  # type: ignore[assignment]
+    original = nnspec_window.time
+    nnspec_window.time = clock  # type: ignore[assignment]
     try:
         yield
     finally:
-        nnspec_loop.time = original
+        nnspec_window.time = original
 
 
 def nnspec_steps_per_s(spec: Path, out: Path, steps: int, compile: bool) -> float:
