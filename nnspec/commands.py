@@ -34,6 +34,7 @@ __all__ = [
     "UsageError",
     "add_spec_arguments",
     "add_version",
+    "at_least_one",
     "importable_beside",
     "load_spec",
     "parse_assignments",
@@ -176,3 +177,18 @@ def run_command(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def at_least_one(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1; ``what`` names it in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}")
+        return value
+
+    return parse

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .commands import UsageError
+from .commands import UsageError, at_least_one
 from .runtime.evaluate import (
     evaluate,
     file_samples,
@@ -59,18 +59,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number >= 1, received {text!r}"
-        )
-    return value
-
-
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """RUN_DIR, --checkpoint, --batch-size and --allow-import (evaluate, predict)."""
     parser.add_argument(
@@ -84,7 +72,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=at_least_one("a whole number >= 1"),
         metavar="N",
         help="samples per batch (default: the run's batch_size)",
     )

@@ -21,6 +21,7 @@ from .commands import (
     EXIT_SPEC_ERROR,
     STDIN,
     add_spec_arguments,
+    at_least_one,
     importable_beside,
     parse_overrides,
     parse_params,
@@ -180,26 +181,13 @@ def register_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         nargs="?",
-        type=_steps,
+        type=at_least_one("a number of steps"),
         const=5,
         metavar="STEPS",
         help="record a torch.profiler trace of STEPS real training steps (default "
         "5) into the run directory: profile.json (Perfetto, chrome://tracing)",
     )
     parser.set_defaults(handler=train_command)
-
-
-def _steps(text: str) -> int:
-    """A number of steps, at least 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of steps, received {text!r}"
-        )
-    return value
 
 
 def export_weights_command(args: argparse.Namespace) -> int:
