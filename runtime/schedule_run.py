@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ..spec.train import SchedulerSpec
 from ..spec.yaml_source import Path
+from .custom import allowed_module
 from .schedules import (
     LAMBDA_SCHEDULERS,
     chain,
@@ -104,19 +104,10 @@ def _arguments(
 
 def _import_function(trainer: Trainer, name: str, path: Path) -> Callable[..., Any]:
     s = trainer.settings
-    module_name, _, attr = name.partition(":")
-    package = module_name.split(".")[0]
-    if package not in trainer.allow_imports:
-        raise s.error(
-            path,
-            f"lr_lambda {name!r} imports package {package!r}, which is not allowed; "
-            f"allow it with --allow-import {package} (nnspec train) or "
-            f"allow_imports=[{package!r}] (Trainer)",
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise s.error(path, f"cannot import {module_name!r}: {exc}") from None
+    module, attr = allowed_module(
+        name, trainer.allow_imports, f"lr_lambda {name!r}", path, s.error
+    )
+    module_name = name.partition(":")[0]
     function = getattr(module, attr, None)
     if not callable(function):
         raise s.error(path, f"module {module_name!r} has no function {attr!r}")

@@ -7,13 +7,13 @@ resolved relative to the spec's folder; every other arg goes to the call as writ
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from typing import Any
 
 from torch.utils.data import Dataset
 
+from ..custom import allowed_module
 from .base import ReaderBase, first_line, suggest
 
 __all__ = ["FUNCTION", "FunctionSources"]
@@ -36,19 +36,10 @@ class FunctionSources(ReaderBase):
             raise self.error(
                 where, f"data function {name!r}: expected 'package.module:name'"
             )
-        module_name, _, attr = name.partition(":")
-        package = module_name.split(".")[0]
-        if package not in self.allow_imports:
-            raise self.error(
-                where,
-                f"data function {name!r} imports package {package!r}, which is not "
-                f"allowed; allow it with --allow-import {package} (nnspec train) or "
-                f"allow_imports=[{package!r}] (Trainer)",
-            )
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise self.error(where, f"cannot import {module_name!r}: {exc}") from None
+        module, attr = allowed_module(
+            name, self.allow_imports, f"data function {name!r}", where, self.error
+        )
+        module_name = name.partition(":")[0]
         function = getattr(module, attr, None)
         if not callable(function):
             raise self.error(
