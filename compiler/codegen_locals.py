@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import Call, ClassIR, Ref
-from .names import Namespace
+from .names import Namespace, local_name
 from .values import TupleValue
 
 __all__ = ["ForwardLocals", "forward_locals"]
@@ -35,6 +35,17 @@ def _first(call: Call) -> str | None:
     return refs[0].name if refs else None
 
 
+def _node_locals(inputs: list[str], nodes: list[str]) -> dict[str, str]:
+    """Each node's own local: its name where that is a fine local (most are), else
+    the ``local_name`` of it, made unique among the graph's locals."""
+    own = {n: n for n in nodes if local_name(n, set(inputs)) == n}
+    names = Namespace(set(inputs) | set(own))
+    for node in nodes:
+        if node not in own:
+            own[node] = names.fresh(local_name(node, set(inputs)))
+    return own
+
+
 def forward_locals(cls: ClassIR) -> ForwardLocals:
     calls = cls.calls
     uses: dict[str, list[int]] = {}  # value -> the statements that read it
@@ -53,7 +64,8 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
     ):
         returned = len(calls) - 1
 
-    taken = set(cls.inputs) | {c.node for c in calls}
+    own = _node_locals(cls.inputs, [c.node for c in calls])
+    taken = set(cls.inputs) | set(own.values())
     first = cls.inputs[0] if cls.inputs else None
     first_dies = first is not None and uses.get(first) == [0]
     if "x" not in taken or (first == "x" and first_dies):
@@ -66,7 +78,7 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
     names = {name: name for name in cls.inputs}
     holder = first if first == chain else None  # the value the chain holds now
     for j, call in enumerate(calls):
-        names[call.node] = call.node
+        names[call.node] = own[call.node]
         if j == returned:
             continue
         readers = uses.get(call.node, [])

@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+NODE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 CLASS_PATTERN = r"^[A-Z][A-Za-z0-9_]*$"
 
 DType = Literal[
@@ -92,9 +93,10 @@ class NodeSpec(BaseModel):
     )
     name: str | None = Field(
         None,
-        pattern=NAME_PATTERN,
-        description="Lowercase identifier, unique in its graph; the attribute name of "
-        "the module. Default: the op in snake_case, then _1, _2, ...",
+        pattern=NODE_NAME_PATTERN,
+        description="Identifier, unique in its graph; the attribute name of the "
+        "module, as the reference library spells it (LayerNorm, self). Default: the "
+        "op in snake_case, then _1, _2, ...",
     )
     in_: Refs | None = Field(
         None,
