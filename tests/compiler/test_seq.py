@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 
 import pytest
@@ -301,9 +302,8 @@ def test_a_repeated_child_counted_by_a_param_is_built_by_a_generator() -> None:
         "            nn.Tanh(),\n"
         "        )\n"
     ) in source
-    namespace: dict[str, object] = {}
-    exec(compile(source, "<generated>", "exec"), namespace)  # noqa: S102
-    stack = namespace["Stack"](in_features=4, depth=5)  # type: ignore[operator]
+    module = sys.modules[spec.module_class().__module__]
+    stack = module.Stack(in_features=4, depth=5)
     assert len(stack.layers) == 6  # the signature does not lie: 5 Linears and a Tanh
     keys = list(spec.build().state_dict())
     assert keys == [
