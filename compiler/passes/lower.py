@@ -340,7 +340,7 @@ class _Lowering(References):
             op_path = (*path, "op")
         extras: dict[str, Any] = dict(raw.model_extra or {})
         label_name = raw.name if raw.name is not None else label_name
-        shown = raw.op or "seq"
+        shown = raw.op or (f"use {raw.use}" if raw.use is not None else "seq")
         label = f"node {label_name!r} ({shown})"
         ok = True
         if raw.in_ is not None:
