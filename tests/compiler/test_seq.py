@@ -395,6 +395,21 @@ def test_a_derived_spec_replaces_a_seq_node(tmp_path) -> None:  # type: ignore[n
     assert model.layer1[2].conv1.weight.shape == (4, 4, 3, 3)
 
 
+def test_a_derived_spec_finds_an_unnamed_seq_by_its_default_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "base.yaml").write_text(
+        "nnspec: 1\nname: Base\ninputs: {x: [4]}\n"
+        "layers:\n  - seq: [{op: Linear, out_features: 3}, ReLU]\n"
+        "  - {op: Linear, out_features: 2}\n"
+    )
+    (tmp_path / "derived.yaml").write_text(
+        "nnspec: 1\nextends: base.yaml\nname: Derived\n"
+        "replace:\n  seq: {seq: [{op: Linear, out_features: 5}, Tanh]}\n"
+    )
+    model = nnspec.load(tmp_path / "derived.yaml").build()
+    assert [type(m).__name__ for m in model.seq] == ["Linear", "Tanh"]
+    assert model.linear.in_features == 5
+
+
 # -- errors --------------------------------------------------------------------------------
 
 HEAD = "nnspec: 1\nname: Net\ninputs: {x: [4]}\nlayers:\n"
