@@ -471,3 +471,18 @@ def test_seq_errors_are_located_and_say_the_fix(
     assert found[:2] == (line, column), found
     for word in words:
         assert word in found[2], found[2]
+
+
+def test_the_graph_draws_a_seq_as_a_cluster_of_its_children() -> None:
+    from nnspec.inspection.graph_render import build_diagram, to_mermaid
+
+    text = to_mermaid(build_diagram(nnspec.loads(FEATURES).summary(), depth=2))
+    assert 'subgraph n_cluster_features["features: Sequential ×6"]' in text
+    for key in ("conv0", "norm0", "2", "denselayer1", "denselayer2", "norm5"):
+        assert f"n_features_{key}[" in text
+    # Each child is fed by the one before it, the first by the seq's input.
+    keys = ["conv0", "norm0", "2", "denselayer1", "denselayer2", "norm5"]
+    assert 'n_input_x -->|"[B,3,8,8]"| n_features_conv0' in text
+    for a, b in zip(keys, keys[1:]):
+        assert f'n_features_{a} -->|"[B,4,8,8]"| n_features_{b}' in text
+    assert 'n_features_norm5 -->|"[B,4,8,8]"| n_output_features' in text
