@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import OrderedDict
 
@@ -11,6 +12,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import nnspec
+from nnspec.inspection.graph_render import build_diagram, to_mermaid
 from nnspec.spec import SpecError
 
 # -- a ResNet-like stage: the first block differs --------------------------------
@@ -474,7 +476,6 @@ def test_seq_errors_are_located_and_say_the_fix(
 
 
 def test_the_graph_draws_a_seq_as_a_cluster_of_its_children() -> None:
-    from nnspec.inspection.graph_render import build_diagram, to_mermaid
 
     text = to_mermaid(build_diagram(nnspec.loads(FEATURES).summary(), depth=2))
     assert 'subgraph n_cluster_features["features: Sequential ×6"]' in text
@@ -483,6 +484,6 @@ def test_the_graph_draws_a_seq_as_a_cluster_of_its_children() -> None:
     # Each child is fed by the one before it, the first by the seq's input.
     keys = ["conv0", "norm0", "2", "denselayer1", "denselayer2", "norm5"]
     assert 'n_input_x -->|"[B,3,8,8]"| n_features_conv0' in text
-    for a, b in zip(keys, keys[1:]):
+    for a, b in itertools.pairwise(keys):
         assert f'n_features_{a} -->|"[B,4,8,8]"| n_features_{b}' in text
     assert 'n_features_norm5 -->|"[B,4,8,8]"| n_output_features' in text
