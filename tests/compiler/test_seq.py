@@ -487,3 +487,42 @@ def test_the_graph_draws_a_seq_as_a_cluster_of_its_children() -> None:
     for a, b in itertools.pairwise(keys):
         assert f'n_features_{a} -->|"[B,4,8,8]"| n_features_{b}' in text
     assert 'n_features_norm5 -->|"[B,4,8,8]"| n_output_features' in text
+
+
+def test_a_repeated_seq_is_a_sequential_of_sequentials() -> None:
+    spec = nnspec.loads(
+        HEAD
+        + "  - {name: twice, seq: [{op: Linear, out_features: 3}, ReLU], repeat: 2}\n"
+    )
+    assert (
+        "        self.twice = nn.Sequential(\n"
+        "            nn.Sequential(nn.Linear(4, 3), nn.ReLU()),\n"
+        "            nn.Sequential(nn.Linear(3, 3), nn.ReLU()),\n"
+        "        )\n"
+    ) in spec.source(comments=False)
+    assert list(spec.build().state_dict()) == [
+        "twice.0.0.weight",
+        "twice.0.0.bias",
+        "twice.1.0.weight",
+        "twice.1.0.bias",
+    ]
+
+
+def test_named_copies_counted_by_a_param_fix_the_count_in_the_class() -> None:
+    spec = nnspec.loads(COUNTED.replace("{op: Linear,", '{op: Linear, name: "fc${i}",'))
+    source = spec.source(comments=False)
+    # Keys from a template are written out, so the class is built for depth=3 and
+    # does not take a depth it would ignore.
+    assert "def __init__(self, *, in_features: int, width: int = 8) -> None:" in source
+    assert '("fc2", nn.Linear(width, width)),' in source
+    assert '("3", nn.Tanh()),' in source
+    assert "self.stack = Stack(in_features=4)" in source
+
+
+def test_a_child_given_a_tuple_is_an_error_at_the_child() -> None:
+    line, column, message = _error(
+        "  - name: s\n    seq: [{op: LSTM, hidden_size: 4}, ReLU]\n"
+    )
+    assert (line, column) == (6, 39)
+    assert "node 's.1' (ReLU)" in message
+    assert "a tuple" in message and "must return one tensor" in message
