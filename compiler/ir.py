@@ -82,6 +82,11 @@ class NodeTemplate:
     repeat: Any = None
     weights: Any = None  # WeightsSpec for this node's module
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
+    #: A seq node's children, in order (its op is nn.Sequential); None otherwise.
+    seq: list[NodeTemplate] | None = None
+    #: A seq child's key as written (a template of ``i`` for a repeated child);
+    #: None: its position.
+    key: str | None = None
 
     @property
     def op_name(self) -> str:
@@ -173,6 +178,7 @@ class ModuleDef:
     num_params: int = 0
     # Submodules replaced after construction: (dotted path inside, constructor).
     patches: list[tuple[str, ast.expr]] = field(default_factory=list)
+    seq: bool = False  # a seq node's nn.Sequential: children of their own kinds
 
 
 @dataclass
