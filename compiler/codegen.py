@@ -163,6 +163,12 @@ class _ClassWriter:
         if doc:
             self.lines += _docstring(doc, 1)
             self.lines.append("")
+        # A buffer's type, as torch's own layers declare theirs (registered, it is
+        # not an assignment a type checker sees).
+        buffers = [m.name for m in cls.modules if m.tensor == "buffer"]
+        self.lines += [f"    {name}: torch.Tensor" for name in buffers]
+        if buffers:
+            self.lines.append("")
         self.emit_init()
         if cls.init:
             self.lines.append("")
