@@ -4,7 +4,11 @@ compiled modules against hand-written ones, and the mistakes, each at its positi
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -208,7 +212,7 @@ def test_a_tie_after_init_rules_wins() -> None:
 
 
 def test_tie_like_gpt2_lm_head_model() -> None:
-    transformers = __import__("pytest").importorskip("transformers")
+    transformers = pytest.importorskip("transformers")
     reference = transformers.GPT2LMHeadModel(
         transformers.GPT2Config(
             n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=16
@@ -355,3 +359,32 @@ layers:
         "tie shares a parameter of the node's module",
         "a function node builds none",
     )
+
+
+def test_generated_sources_pass_mypy_strict(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    sources = {
+        "vit": VIT,
+        "layer_scale": LAYER_SCALE,
+        "tied": TIED,
+        "buffer": """
+inputs: {x: [4, 4]}
+layers:
+  - {name: mask, buffer: [4, 4], init: ones, dtype: bool, persistent: false}
+  - {op: masked_fill, in: [x, mask], value: 0.0}
+""",
+    }
+    files = []
+    for name, body in sources.items():
+        path = tmp_path / f"gen_{name}.py"
+        path.write_text(compile_text(body).source(), encoding="utf-8")
+        files.append(str(path))
+    cache = str(tmp_path / ".mypy_cache")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", cache, *files],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
