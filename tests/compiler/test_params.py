@@ -195,6 +195,9 @@ def test_a_tied_head_shares_the_embedding_parameter() -> None:
     assert sum(p.numel() for p in model.parameters()) == 50 * 8 + 16
     summary = spec.summary()
     assert summary.totals.params == 50 * 8 + 16  # counted once
+    assert summary.ties == [("lm_head.weight", "wte.weight")]
+    assert "tied               lm_head.weight = wte.weight" in summary.render()
+    assert summary["lm_head"].params == 50 * 8  # the row shows the module's own
     ids = torch.randint(0, 50, (2, 6))
     expected = model.ln_f(model.wte(ids)) @ model.wte.weight.t()
     assert torch.allclose(model(ids), expected)
