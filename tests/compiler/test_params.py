@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+import nnspec
 from tests.helpers import compile_text, expect_error
 
 
@@ -391,3 +392,36 @@ layers:
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_replace_a_param_in_a_derived_spec_and_tie_into_a_repeat(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "base.yaml").write_text(
+        """nnspec: 1
+name: Base
+inputs: {x: [4, 8]}
+layers:
+  - {name: pos, param: [4, 8], init: zeros}
+  - {op: add, in: [x, pos]}
+  - {op: Linear, name: fc, out_features: 8, repeat: 2}
+  - {op: Linear, name: head, out_features: 8, bias: false, tie: {weight: fc.1.weight}}
+""",
+        encoding="utf-8",
+    )
+    (tmp_path / "derived.yaml").write_text(
+        """nnspec: 1
+extends: base.yaml
+name: Derived
+replace:
+  pos: {name: pos, param: [1, 8], init: ones}
+""",
+        encoding="utf-8",
+    )
+    spec = nnspec.load(tmp_path / "derived.yaml")
+    assert "self.head.weight = self.fc[1].weight" in spec.source()
+    model = spec.build()
+    assert model.pos.shape == (1, 8) and torch.all(model.pos == 1)
+    assert model.head.weight is model.fc[1].weight
+    x = torch.randn(2, 4, 8)
+    assert torch.equal(model(x), model.head(model.fc(x + 1)))
