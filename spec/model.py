@@ -121,6 +121,21 @@ class NodeSpec(BaseModel):
         description="For a module built by a custom factory: submodule path -> the node "
         "that replaces it (e.g. fc: {op: Linear, out_features: 10}).",
     )
+    param: Annotated[list[int | str], Field(min_length=1)] | None = Field(
+        None,
+        description="A bare nn.Parameter of this shape (sizes or expressions, no batch "
+        "dimension), instead of an op; with init:, requires_grad:, dtype:.",
+    )
+    buffer: Annotated[list[int | str], Field(min_length=1)] | None = Field(
+        None,
+        description="A buffer of this shape (no batch dimension), instead of an op; "
+        "with init:, dtype:, persistent: (default true).",
+    )
+    tie: dict[str, str] | None = Field(
+        None,
+        description="Parameter of this node's module -> dotted path of a parameter "
+        "elsewhere in the model that it shares (weight: transformer.wte.weight).",
+    )
     seq: list[SeqItem] | None = Field(
         None,
         description="An nn.Sequential of these nodes, chained in order (instead of "

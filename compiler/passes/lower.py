@@ -8,13 +8,13 @@ Every problem found is reported at once, in the order of the spec.
 from __future__ import annotations
 
 import keyword
-from typing import Any
+from typing import Any, Literal
 
 from ...spec.errors import suggest
-from ...spec.model import BlockParam, NodeSpec, SeqNodeSpec, SpecModel
+from ...spec.model import DTYPES, BlockParam, NodeSpec, SeqNodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..hints import inputs_by_name, unknown_op_hint
-from ..ir import CompileContext, GraphTemplate, NodeTemplate, ParamDecl
+from ..ir import CompileContext, GraphTemplate, NodeTemplate, ParamDecl, TensorDecl
 from ..names import Namespace, class_name_problem, name_problem, snake_case
 from ..ops import (
     SEQUENTIAL,
@@ -102,10 +102,15 @@ class _Lowering(References):
         defined: dict[str, NodeTemplate | None] = {n: None for n in inputs}
         later = self._all_names(layers, base)
         self.failed = set()
+        first = True  # the first node that computes takes the first input
         for i, raw in enumerate(layers):
             node = self.node(
-                raw, (*base, "layers", i), namespace, defined, later, inputs, i == 0
+                raw, (*base, "layers", i), namespace, defined, later, inputs, first
             )
+            is_tensor = isinstance(raw, NodeSpec) and (
+                raw.param is not None or raw.buffer is not None
+            )
+            first = first and is_tensor
             if node is not None:
                 nodes.append(node)
                 defined[node.name] = node
@@ -141,6 +146,8 @@ class _Lowering(References):
             return self.seq_node(
                 raw, path, namespace, defined, later, inputs, first, extras
             )
+        if raw.param is not None or raw.buffer is not None:
+            return self.tensor_node(raw, path, extras)
         if raw.op is None and raw.use is None:
             self.error(
                 path,
@@ -216,6 +223,8 @@ class _Lowering(References):
                 "or at the top level with a prefix",
                 key=True,
             )
+        if raw.tie is not None:
+            self.check_tie(raw, op, path)
         return NodeTemplate(
             name=name,
             path=path,
@@ -227,6 +236,7 @@ class _Lowering(References):
             repeat=raw.repeat,
             weights=raw.weights,
             patch=patch,
+            tie=raw.tie,
         )
 
     # -- seq nodes ------------------------------------------------------------
@@ -465,6 +475,107 @@ class _Lowering(References):
             return False
         keys[raw.name] = where
         return True
+
+    def tensor_node(
+        self, raw: NodeSpec, path: tuple, extras: dict[str, Any]
+    ) -> NodeTemplate | None:
+        """A ``param:`` or ``buffer:`` node: a tensor the module holds, no op."""
+        kind: Literal["param", "buffer"] = (
+            "param" if raw.param is not None else "buffer"
+        )
+        label = f"{kind} node {raw.name!r}" if raw.name else f"a {kind} node"
+        if raw.param is not None and raw.buffer is not None:
+            self.error(
+                (*path, "buffer"), "a node is either a param or a buffer", key=True
+            )
+            return None
+        if raw.name is None:
+            self.error((*path, kind), f"a {kind} node needs a name", key=True)
+            return None
+        problem = name_problem(raw.name)
+        if problem and not name_problem(raw.name, attribute=False):
+            self.error(
+                (*path, "name"),
+                f"node name {raw.name!r} {problem}: a {kind} node's name is an "
+                "attribute of the generated module",
+            )
+        written = raw.model_fields_set - {"name", kind}
+        for key in ("op", "use", "in_", "args", "repeat", "weights", "patch", "tie"):
+            if key in written:
+                shown = "in" if key == "in_" else key
+                self.error(
+                    (*path, shown),
+                    f"{label} holds a tensor of the module; it takes no {shown!r} "
+                    "(use the node as an input of others)",
+                    key=True,
+                )
+        allowed = {"init", "dtype"} | (
+            {"requires_grad"} if kind == "param" else {"persistent"}
+        )
+        for key in extras:
+            if key not in allowed:
+                self.error(
+                    (*path, key),
+                    f"{label} has no key {key!r}"
+                    + suggest(key, sorted(allowed))
+                    + f"; its keys: {', '.join(sorted(allowed))}",
+                    key=True,
+                )
+        for key in ("requires_grad", "persistent"):
+            if key in extras and not isinstance(extras[key], bool):
+                self.error((*path, key), f"{label}: {key} is true or false")
+        dtype = extras.get("dtype")
+        if dtype is not None and dtype not in DTYPES:
+            self.error(
+                (*path, "dtype"),
+                f"{label}: unknown dtype {dtype!r}"
+                + suggest(str(dtype), list(DTYPES))
+                + f"; dtypes: {', '.join(DTYPES)}",
+            )
+        shape = list(raw.param if raw.param is not None else raw.buffer or [])
+        for k, size in enumerate(shape):
+            if isinstance(size, int) and size < 1:
+                self.error(
+                    (*path, kind, k),
+                    f"{label}: size {k} is {size}; a size is a positive integer",
+                )
+        return NodeTemplate(
+            name=raw.name,
+            path=path,
+            op=None,
+            use=None,
+            inputs=[],
+            args=[],
+            kwargs={},
+            tensor=TensorDecl(
+                kind=kind,
+                shape=shape,
+                init=extras.get("init"),
+                dtype=dtype,
+                persistent=bool(extras.get("persistent", True)),
+                requires_grad=bool(extras.get("requires_grad", True)),
+            ),
+        )
+
+    def check_tie(self, raw: NodeSpec, op: OpInfo | None, path: tuple) -> None:
+        """``tie`` needs a module built by this node (its parameters are checked
+        once the model is built)."""
+        if op is None or op.kind not in ("module", "factory"):
+            what = "a use node" if op is None else f"a {op.kind} node"
+            self.error(
+                (*path, "tie"),
+                f"tie shares a parameter of the node's module; {what} builds none",
+                key=True,
+            )
+        elif raw.repeat is not None:
+            self.error((*path, "tie"), "a repeated node cannot tie", key=True)
+        elif path[0] == "blocks":
+            self.error(
+                (*path, "tie"),
+                "tie is written on a node of the model (its targets are paths in "
+                "the model), not inside a block",
+                key=True,
+            )
 
     def patch_nodes(
         self, raw: NodeSpec, op: OpInfo | None, path: tuple
