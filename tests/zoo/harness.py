@@ -8,6 +8,8 @@ with dropout drawing alike (:func:`assert_same_train_step`)::
     ref = references.REFERENCES["resnet18"].small()
     randomise(ref, seed=0)
     assert_same_outputs(ours, ref, torch.randn(2, 3, 32, 32))
+
+or all of it at once, :func:`assert_drop_in`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import torch
 from torch import nn
 
 __all__ = [
+    "assert_drop_in",
     "assert_same_keys",
     "assert_same_outputs",
     "assert_same_train_step",
     "key_diff",
     "primary",
+    "primary_square_loss",
     "randomise",
 ]
 
@@ -78,15 +82,20 @@ def assert_same_keys(ours: nn.Module, ref: nn.Module) -> None:
 
 
 def _fan_in(tensor: torch.Tensor) -> int:
-    return max(1, math.prod(tensor.shape[1:]))
+    # Leading ones do not count: ViT's pos_embedding (1, 197, 768) is 197 vectors of 768.
+    shape = list(tensor.shape)
+    while len(shape) > 1 and shape[0] == 1:
+        shape.pop(0)
+    return max(1, math.prod(shape[1:]) if len(shape) > 1 else shape[0])
 
 
 @torch.no_grad()
 def randomise(module: nn.Module, seed: int) -> nn.Module:
     """Give every parameter and BatchNorm statistic a random value drawn from ``seed``.
 
-    Weights (two or more dimensions) are drawn from N(0, 1/fan_in), so that activations
-    keep their scale through a deep network; one-dimensional ``weight`` parameters (the
+    Weights (two or more dimensions) are drawn from N(0, 1/fan_in), fan_in the product of
+    the dimensions after the first (leading ones skipped), so that activations keep their
+    scale through a deep network; one-dimensional ``weight`` parameters (the
     scales of the norm layers, built as ones) from U(0.5, 1.5); every other parameter
     (biases, built as zeros or constants) from N(0, 0.1^2). Running means are drawn from
     N(0, 0.1^2), running variances from U(0.5, 1.5), and ``num_batches_tracked`` from
@@ -158,6 +167,8 @@ def _flatten(
             pairs += _flatten(value, ref[key], f"{where}{key}.")
         return pairs
     if isinstance(output, Sequence) and not isinstance(output, str):
+        if isinstance(ref, Mapping):
+            ref = tuple(ref.values())  # a ModelOutput read as its tuple
         if not isinstance(ref, Sequence) or len(ref) != len(output):
             raise AssertionError(f"{where or 'output'}: ours has {len(output)} outputs")
         pairs = []
@@ -301,3 +312,29 @@ def assert_same_train_step(
                 msg=lambda m, n=name: f"buffer {n} after the train step: {m}",
             )
     return our_loss, ref_loss
+
+
+def primary_square_loss(output: Any, *inputs: Any) -> torch.Tensor:
+    """The mean square of the output's main tensor (see :func:`primary`)."""
+    return primary(output).float().square().mean()
+
+
+def assert_drop_in(
+    ours: nn.Module,
+    ref: nn.Module,
+    *inputs: Any,
+    loss_fn: Callable[..., torch.Tensor] = primary_square_loss,
+    seed: int = 0,
+    atol: float = 1e-5,
+) -> None:
+    """Ours is a drop-in replacement for ``ref``: every check of this module, in turn.
+
+    The same keys and shapes; ``ref`` randomised from ``seed``; its state_dict loaded
+    strictly into ours; the same outputs in eval mode; the same loss, gradients and
+    statistics after one train step (``loss_fn(output, *inputs)``, by default the mean
+    square of the main output: a model with several outputs passes one that reads them all).
+    """
+    assert_same_keys(ours, ref)
+    randomise(ref, seed)
+    assert_same_outputs(ours, ref, *inputs, atol=atol)
+    assert_same_train_step(ours, ref, lambda: inputs, loss_fn, seed, atol=atol)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.zoo.harness import (
+    assert_drop_in,
     assert_same_keys,
     assert_same_outputs,
     assert_same_train_step,
@@ -118,6 +119,15 @@ def test_randomise_changes_every_parameter_and_statistic() -> None:
     # Constant-initialised parameters are no longer constant.
     for key in ("scale", "norm.weight", "norm.bias", "bn.weight", "bn.bias"):
         assert after[key].unique().numel() == after[key].numel(), key
+
+
+def test_randomise_scales_weights_by_their_fan_in() -> None:
+    module = nn.Module()
+    module.pos_embedding = nn.Parameter(torch.zeros(1, 50, 64))
+    module.conv = nn.Conv2d(16, 32, 3)
+    randomise(module, seed=0)
+    assert 0.8 / 8 < module.pos_embedding.std().item() < 1.2 / 8
+    assert 0.8 / 12 < module.conv.weight.std().item() < 1.2 / 12
 
 
 def test_randomise_is_seeded() -> None:
@@ -257,6 +267,26 @@ def test_a_tensor_compares_with_a_model_outputs_first_entry() -> None:
         assert_same_outputs(moved, ref, input_ids)
 
 
+def test_a_tuple_compares_with_a_model_outputs_entries() -> None:
+    bert = REFERENCES["bert_base"]
+    ref = randomise(bert.small(), seed=0)
+    inputs = bert.small_inputs()
+
+    class TupleBert(type(ref)):  # type: ignore[misc]
+        swap = False
+
+        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = super().forward(*inputs)
+            pair = (out.last_hidden_state, out.pooler_output)
+            return pair[::-1] if self.swap else pair
+
+    assert_same_outputs(TupleBert(ref.config), ref, *inputs)
+    swapped = TupleBert(ref.config)
+    swapped.swap = True
+    with pytest.raises(AssertionError, match="output 0: ours has shape"):
+        assert_same_outputs(swapped, ref, *inputs)
+
+
 # assert_same_train_step ------------------------------------------------------------------------
 
 
@@ -330,3 +360,20 @@ def test_train_step_compares_tied_parameters_under_both_names() -> None:
     assert torch.isfinite(our_loss)
     assert torch.equal(our_loss, ref_loss)
     assert ours.lm_head.weight.grad is ours.transformer.wte.weight.grad
+
+
+# assert_drop_in ----------------------------------------------------------------------------
+
+
+def test_drop_in_runs_every_check() -> None:
+    ref = Net()
+    assert_drop_in(Net(), ref, _images(), seed=4)
+    assert torch.equal(ref.conv.weight, randomise(Net(), seed=4).conv.weight)
+    with pytest.raises(AssertionError, match="output"):
+        assert_drop_in(Net(act="gelu"), Net(), _images())
+    with pytest.raises(AssertionError, match="train-step loss"):
+        assert_drop_in(Net(p=0.1), Net(), _images())
+    ours = Net()
+    ours.extra = nn.Parameter(torch.zeros(1))
+    with pytest.raises(AssertionError, match=r"unexpected .*: extra"):
+        assert_drop_in(ours, Net(), _images())
