@@ -9,7 +9,10 @@ params; ``small(**overrides)`` changes them.
 
 torchvision's models come from torchvision itself (see ``torchvision_models.py``), GPT-2
 and BERT from transformers (built from their configs, never downloaded), the U-Net from
-the hand-written one below. Built and counted with torchvision 0.28.0 and transformers
+the hand-written one below. Where torchvision is not installed, ResNet-18 and -50 are
+built from the hand-written ResNet below, under torchvision's module names (checked against
+torchvision itself where it is installed); the other torchvision references skip. Built
+and counted with torchvision 0.28.0 and transformers
 5.24.0 on torch 2.13.0.
 """
 
@@ -25,7 +28,7 @@ from torch import nn
 
 from tests.zoo.torchvision_models import require_torchvision, torchvision_models
 
-__all__ = ["REFERENCES", "Reference", "UNet"]
+__all__ = ["HAND_WRITTEN", "REFERENCES", "Reference", "ResNet", "UNet"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class Reference:
 
 def _torchvision(name: str) -> Callable[..., nn.Module]:
     def build(**kwargs: Any) -> nn.Module:
+        models = torchvision_models()
+        if models is None and name in HAND_WRITTEN:
+            return HAND_WRITTEN[name](**kwargs)
         return getattr(require_torchvision(), name)(weights=None, **kwargs)
 
     build.__name__ = name
@@ -108,6 +114,116 @@ def _vision(name: str, parameters: int, keys: int, **extra: Any) -> Reference:
         small_outputs={"": (2, 10)},
         **extra,
     )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and the shortcut (ResNet-18 and -34)."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 down, 3x3 (carrying the stride), 1x1 up to four times the width (ResNet-50)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet (He et al., 2015) under torchvision's module names, for where it is absent."""
+
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._stage(block, 64, layers[0], 1)
+        self.layer2 = self._stage(block, 128, layers[1], 2)
+        self.layer3 = self._stage(block, 256, layers[2], 2)
+        self.layer4 = self._stage(block, 512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+
+    def _stage(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        planes: int,
+        blocks: int,
+        stride: int,
+    ) -> nn.Sequential:
+        width = planes * block.expansion
+        downsample = None
+        if stride != 1 or self.inplanes != width:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, width, 1, stride, bias=False),
+                nn.BatchNorm2d(width),
+            )
+        stage = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = width
+        stage += [block(width, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*stage)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+HAND_WRITTEN: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": lambda **kwargs: ResNet(BasicBlock, [2, 2, 2, 2], **kwargs),
+    "resnet50": lambda **kwargs: ResNet(Bottleneck, [3, 4, 6, 3], **kwargs),
+}
 
 
 # transformers -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,19 @@ import torch
 import torch.library
 
 from tests.zoo import torchvision_models as tvm
-from tests.zoo.harness import assert_same_keys
-from tests.zoo.references import REFERENCES, VIT_B_16
+from tests.zoo.harness import assert_drop_in, assert_same_keys
+from tests.zoo.references import HAND_WRITTEN, REFERENCES, VIT_B_16
 
 NAMES = sorted(REFERENCES)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Small forwards: one thread is faster than several on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -51,6 +61,37 @@ def test_small_reference_runs_on_its_inputs(name: str) -> None:
 def test_small_overrides_change_the_build() -> None:
     module = REFERENCES["resnet50"].small(num_classes=7)
     assert tuple(module.state_dict()["fc.weight"].shape) == (7, 2048)
+
+
+@pytest.mark.parametrize("name", sorted(HAND_WRITTEN))
+def test_hand_written_resnet_is_torchvisions(name: str) -> None:
+    models = tvm.require_torchvision()
+    ours = HAND_WRITTEN[name](num_classes=10)
+    theirs = getattr(models, name)(weights=None, num_classes=10)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert_drop_in(ours, theirs, torch.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name", sorted(HAND_WRITTEN))
+def test_hand_written_resnet_counts(name: str) -> None:
+    with torch.device("meta"):
+        module = HAND_WRITTEN[name]()
+    assert _count(module) == REFERENCES[name].parameters
+    assert len(module.state_dict()) == REFERENCES[name].keys
+
+
+def test_without_torchvision_resnets_are_hand_written_and_the_rest_skip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tests.zoo.references as references
+
+    monkeypatch.setattr(references, "torchvision_models", lambda: None)
+    monkeypatch.setattr(tvm, "torchvision_models", lambda: None)
+    module = REFERENCES["resnet50"].full()
+    assert isinstance(module, references.ResNet)
+    assert _count(module) == REFERENCES["resnet50"].parameters
+    with pytest.raises(pytest.skip.Exception, match="torchvision is not installed"):
+        REFERENCES["densenet121"].full()
 
 
 def test_vit_is_torchvisions_vit_b_16() -> None:

@@ -8,9 +8,11 @@ raises ``RuntimeError: operator torchvision::nms does not exist``. The model cla
 none of those operators, so the import is made with ``register_fake`` tolerant of operators
 that do not exist, for the duration of the import only.
 
-transformers imports torchvision when it is installed, so with a broken torchvision its
-model classes fail to import too: call :func:`torchvision_models` before importing them
-(``tests/zoo/references.py`` does).
+transformers and torchmetrics import torchvision whenever it is installed, so with this
+torchvision their imports fail too: call :func:`torchvision_models` before importing them
+(``tests/zoo/references.py`` does for transformers). A subprocess does not inherit that,
+which is why torchvision is not part of the ``dev`` extra: it is installed by hand
+(``pip install --no-deps torchvision==0.28.0``), and the tests that need it skip without it.
 """
 
 from __future__ import annotations
