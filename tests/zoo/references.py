@@ -88,10 +88,8 @@ VIT_B_16 = {
 
 
 def _vision_transformer(**kwargs: Any) -> nn.Module:
-    from torchvision.models.vision_transformer import VisionTransformer
-
-    require_torchvision()
-    return VisionTransformer(**{**VIT_B_16, **kwargs})
+    models = require_torchvision()
+    return models.VisionTransformer(**{**VIT_B_16, **kwargs})
 
 
 def _images(size: int) -> Callable[[torch.Generator], tuple[torch.Tensor, ...]]:
