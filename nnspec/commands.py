@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import zoo
 from .api import Spec, confined, load, loads
 from .compiler.loaded import importable_beside
 from .compiler.pyformat import GeneratedSourceError
@@ -35,12 +36,14 @@ __all__ = [
     "add_spec_arguments",
     "add_version",
     "at_least_one",
+    "default_output",
     "importable_beside",
     "load_spec",
     "parse_assignments",
     "parse_overrides",
     "parse_params",
     "run_command",
+    "spec_file",
 ]
 
 EXIT_SPEC_ERROR = 2
@@ -97,10 +100,31 @@ parse_overrides = functools.partial(
 )
 
 
+def spec_file(spec: str) -> Path:
+    """The file a SPEC argument reads: the zoo's file for ``zoo:NAME`` (a name the zoo
+    lacks gives a path that does not exist), else the path as given."""
+    if zoo.is_zoo(spec):
+        found = zoo.path(spec[len(zoo.PREFIX) :])
+        return found if found is not None else Path(spec)
+    return Path(spec)
+
+
+def default_output(spec: str, suffix: str) -> Path:
+    """Where a command writes what it makes of SPEC when not told: beside the spec
+    file with ``suffix``, or ``NAME`` with ``suffix`` in the working folder for
+    ``zoo:NAME`` (never into the installed package)."""
+    if zoo.is_zoo(spec):
+        return Path(spec[len(zoo.PREFIX) :] + suffix)
+    return Path(spec).with_suffix(suffix)
+
+
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """SPEC, -p and --allow-import, shared by every command that reads a spec."""
     parser.add_argument(
-        "spec", metavar="SPEC", help="the YAML spec file ('-' reads standard input)"
+        "spec",
+        metavar="SPEC",
+        help="the YAML spec file ('-' reads standard input; zoo:NAME a spec of the "
+        "model zoo, listed by nnspec zoo)",
     )
     parser.add_argument(
         "-p",
