@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from .. import zoo
 from ..spec.collector import paused_gc
 from ..spec.derive import derive, read_spec_file
 from ..spec.errors import SpecError
 from ..spec.files import FileRefused, inside, zoo_file
 from ..spec.yaml_source import parse_yaml
+from ..zoo import is_zoo
 from .codegen import without_comments
 from .pipeline import CompiledModel, compile_document
 from .values import TupleValue, Value
@@ -273,7 +273,7 @@ def load(
     folder = _root(root)
     read = functools.partial(read_spec_file, root=folder)
     name = os.fspath(path)
-    if zoo.is_zoo(name):
+    if is_zoo(name):
         try:
             first = read_spec_file(zoo_file(name))
         except FileRefused as exc:

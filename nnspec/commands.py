@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from . import zoo
 from .api import Spec, confined, load, loads
 from .compiler.loaded import importable_beside
 from .compiler.pyformat import GeneratedSourceError
@@ -26,6 +25,9 @@ from .runtime.errors import RunError
 from .spec.errors import SpecError
 from .spec.version import __version__
 from .spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
+from .zoo import PREFIX as ZOO_PREFIX
+from .zoo import is_zoo
+from .zoo import path as zoo_path
 
 __all__ = [
     "EXIT_INTERNAL_ERROR",
@@ -103,8 +105,8 @@ parse_overrides = functools.partial(
 def spec_file(spec: str) -> Path:
     """The file a SPEC argument reads: the zoo's file for ``zoo:NAME`` (a name the zoo
     lacks gives a path that does not exist), else the path as given."""
-    if zoo.is_zoo(spec):
-        found = zoo.path(spec[len(zoo.PREFIX) :])
+    if is_zoo(spec):
+        found = zoo_path(spec[len(ZOO_PREFIX) :])
         return found if found is not None else Path(spec)
     return Path(spec)
 
@@ -113,8 +115,8 @@ def default_output(spec: str, suffix: str) -> Path:
     """Where a command writes what it makes of SPEC when not told: beside the spec
     file with ``suffix``, or ``NAME`` with ``suffix`` in the working folder for
     ``zoo:NAME`` (never into the installed package)."""
-    if zoo.is_zoo(spec):
-        return Path(spec[len(zoo.PREFIX) :] + suffix)
+    if is_zoo(spec):
+        return Path(spec[len(ZOO_PREFIX) :] + suffix)
     return Path(spec).with_suffix(suffix)
 
 

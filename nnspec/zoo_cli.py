@@ -13,9 +13,9 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import zoo
 from .api import load
 from .compiler.values import TensorValue
+from .zoo import PREFIX, names, reference
 
 __all__ = ["ZooEntry", "entries", "entry", "register_zoo", "zoo_table"]
 
@@ -49,7 +49,7 @@ class ZooEntry:
 
 def entry(name: str) -> ZooEntry:
     """The zoo spec ``name``, compiled with its defaults and built on meta."""
-    spec = load(zoo.PREFIX + name)
+    spec = load(PREFIX + name)
     model = spec.build(device="meta")
     inputs: dict[str, dict[str, Any]] = {}
     compiled = spec.compiled.model
@@ -64,13 +64,13 @@ def entry(name: str) -> ZooEntry:
         parameters=sum(p.numel() for p in model.parameters()),
         inputs=inputs,
         params=spec.params,
-        reference=zoo.reference(name),
+        reference=reference(name),
     )
 
 
 def entries() -> list[ZooEntry]:
     """Every zoo spec, by name."""
-    return [entry(name) for name in zoo.names()]
+    return [entry(name) for name in names()]
 
 
 def zoo_table(rows: list[ZooEntry]) -> str:

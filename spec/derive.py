@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import zoo
+from ..zoo import is_zoo
 from .errors import Diagnostic, SpecError, suggest
 from .files import FileRefused, open_regular, read_bounded, zoo_file
 from .naming import Namespace, snake_case
@@ -240,7 +240,7 @@ def derive(
         )
     if "\0" in target:
         raise doc.error(("extends",), "the extends path contains a NUL character")
-    from_zoo = zoo.is_zoo(target)
+    from_zoo = is_zoo(target)
     if from_zoo:
         # The zoo's specs are package data: read wherever specs are confined to.
         try:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import stat
 
-from .. import zoo
+from ..zoo import NAME_PATTERN, PREFIX
+from ..zoo import names as zoo_names
+from ..zoo import path as zoo_path
 from .errors import suggest
 
 __all__ = ["FileRefused", "inside", "open_regular", "read_bounded", "zoo_file"]
@@ -38,15 +40,15 @@ def zoo_file(spec: str) -> str:
     """The file of the zoo spec ``spec`` (``zoo:NAME``); FileRefused, listing the
     zoo's names and suggesting the closest, when there is none. The name must be a
     plain lowercase identifier: nothing after ``zoo:`` is read as a path."""
-    name = spec[len(zoo.PREFIX) :]
-    known = zoo.names()
+    name = spec[len(PREFIX) :]
+    known = zoo_names()
     listing = f"the zoo's models: {', '.join(known) or 'none'}"
-    if not zoo.NAME_PATTERN.match(name):
+    if not NAME_PATTERN.match(name):
         raise FileRefused(
-            f"{spec!r} names no zoo model: after {zoo.PREFIX!r} comes a model's name, "
+            f"{spec!r} names no zoo model: after {PREFIX!r} comes a model's name, "
             f"lowercase letters, digits and _ ({listing})"
         )
-    file = zoo.path(name)
+    file = zoo_path(name)
     if file is None:
         raise FileRefused(
             f"the zoo has no model {name!r}{suggest(name, known)}; {listing}"
