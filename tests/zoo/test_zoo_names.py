@@ -96,6 +96,9 @@ def test_commands_take_zoo_names(
     assert "down1" in capsys.readouterr().out
     assert main(["compile", "zoo:unet", *SMALL, "-o", "-"]) == 0
     assert "class UNet(nn.Module)" in capsys.readouterr().out
+    assert main(["profile", "zoo:unet", *SMALL, "--steps", "1"]) == 0
+    assert "UNet" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "profile" / "UNet").is_dir()
 
 
 def test_export_names_its_file_after_the_zoo_model(
