@@ -107,7 +107,7 @@ def _same_weights(ours: nn.Module, reference: nn.Module) -> None:
 def _compare(name: str, seconds: float) -> tuple[float, list[float]]:
     """(median CPU seconds per reference step, per-round ratios nnspec/reference)."""
     torch.manual_seed(0)
-    spec = nnspec.load(nnspec.zoo.PREFIX + name)
+    spec = nnspec.load(f"zoo:{name}")
     ours, reference = spec.build(), REFERENCES[name]()
     _same_weights(ours, reference)
     inputs = _inputs(spec)

@@ -25,9 +25,8 @@ import torch
 from ..spec.collector import paused_gc
 from ..spec.derive import derive, read_spec_file
 from ..spec.errors import SpecError
-from ..spec.files import FileRefused, inside, zoo_file
+from ..spec.files import FileRefused, inside, is_zoo, zoo_file
 from ..spec.yaml_source import parse_yaml
-from ..zoo import is_zoo
 from .codegen import without_comments
 from .pipeline import CompiledModel, compile_document
 from .values import TupleValue, Value

@@ -23,11 +23,9 @@ from .compiler.pyformat import GeneratedSourceError
 from .compiler.shape_rules import ShapeRuleBug
 from .runtime.errors import RunError
 from .spec.errors import SpecError
+from .spec.files import ZOO_PREFIX, is_zoo
 from .spec.version import __version__
 from .spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
-from .zoo import PREFIX as ZOO_PREFIX
-from .zoo import is_zoo
-from .zoo import path as zoo_path
 
 __all__ = [
     "EXIT_INTERNAL_ERROR",
@@ -106,7 +104,9 @@ def spec_file(spec: str) -> Path:
     """The file a SPEC argument reads: the zoo's file for ``zoo:NAME`` (a name the zoo
     lacks gives a path that does not exist), else the path as given."""
     if is_zoo(spec):
-        found = zoo_path(spec[len(ZOO_PREFIX) :])
+        from .zoo import path
+
+        found = path(spec[len(ZOO_PREFIX) :])
         return found if found is not None else Path(spec)
     return Path(spec)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .api import load
 from .compiler.values import TensorValue
-from .zoo import PREFIX, names, reference
+from .spec.files import ZOO_PREFIX
 
 __all__ = ["ZooEntry", "entries", "entry", "register_zoo", "zoo_table"]
 
@@ -49,7 +49,9 @@ class ZooEntry:
 
 def entry(name: str) -> ZooEntry:
     """The zoo spec ``name``, compiled with its defaults and built on meta."""
-    spec = load(PREFIX + name)
+    from .zoo import reference
+
+    spec = load(ZOO_PREFIX + name)
     model = spec.build(device="meta")
     inputs: dict[str, dict[str, Any]] = {}
     compiled = spec.compiled.model
@@ -70,6 +72,8 @@ def entry(name: str) -> ZooEntry:
 
 def entries() -> list[ZooEntry]:
     """Every zoo spec, by name."""
+    from .zoo import names
+
     return [entry(name) for name in names()]
 
 

@@ -14,9 +14,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..zoo import is_zoo
 from .errors import Diagnostic, SpecError, suggest
-from .files import FileRefused, open_regular, read_bounded, zoo_file
+from .files import FileRefused, is_zoo, open_regular, read_bounded, zoo_file
 from .naming import Namespace, snake_case
 from .yaml_source import Budget, Document, Path, parse_yaml
 

@@ -16,12 +16,20 @@ from __future__ import annotations
 import os
 import stat
 
-from ..zoo import NAME_PATTERN, PREFIX
-from ..zoo import names as zoo_names
-from ..zoo import path as zoo_path
 from .errors import suggest
 
-__all__ = ["FileRefused", "inside", "open_regular", "read_bounded", "zoo_file"]
+__all__ = [
+    "ZOO_PREFIX",
+    "FileRefused",
+    "inside",
+    "is_zoo",
+    "open_regular",
+    "read_bounded",
+    "zoo_file",
+]
+
+#: What a spec path starts with to name a spec of the model zoo.
+ZOO_PREFIX = "zoo:"
 
 _FLAGS = (
     os.O_RDONLY
@@ -36,19 +44,27 @@ class FileRefused(Exception):
     """A file that cannot or may not be read; the message names it and says why."""
 
 
+def is_zoo(spec: object) -> bool:
+    """Whether a spec path names a spec of the model zoo: ``zoo:NAME``."""
+    return isinstance(spec, str) and spec.startswith(ZOO_PREFIX)
+
+
 def zoo_file(spec: str) -> str:
     """The file of the zoo spec ``spec`` (``zoo:NAME``); FileRefused, listing the
     zoo's names and suggesting the closest, when there is none. The name must be a
     plain lowercase identifier: nothing after ``zoo:`` is read as a path."""
-    name = spec[len(PREFIX) :]
-    known = zoo_names()
+    # The zoo is imported when a spec names it: loading a file reads nothing of it.
+    from ..zoo import NAME_PATTERN, names, path
+
+    name = spec[len(ZOO_PREFIX) :]
+    known = names()
     listing = f"the zoo's models: {', '.join(known) or 'none'}"
     if not NAME_PATTERN.match(name):
         raise FileRefused(
-            f"{spec!r} names no zoo model: after {PREFIX!r} comes a model's name, "
+            f"{spec!r} names no zoo model: after {ZOO_PREFIX!r} comes a model's name, "
             f"lowercase letters, digits and _ ({listing})"
         )
-    file = zoo_path(name)
+    file = path(name)
     if file is None:
         raise FileRefused(
             f"the zoo has no model {name!r}{suggest(name, known)}; {listing}"

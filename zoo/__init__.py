@@ -16,18 +16,11 @@ import re
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["NAME_PATTERN", "PREFIX", "folder", "is_zoo", "names", "path", "reference"]
+__all__ = ["NAME_PATTERN", "folder", "names", "path", "reference"]
 
-#: What a spec path starts with to name a zoo spec.
-PREFIX = "zoo:"
 #: A zoo name: lowercase letters, digits and underscores, starting with a letter.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*\Z")
 _REFERENCE = re.compile(r"#\s*reference:\s*(.+?)\s*$")
-
-
-def is_zoo(spec: object) -> bool:
-    """Whether a spec path (a string) names a zoo spec: ``zoo:NAME``."""
-    return isinstance(spec, str) and spec.startswith(PREFIX)
 
 
 def folder() -> Path:
