@@ -25,6 +25,7 @@ from . import (
     overhead,
     torch_compile,
     train_loop,
+    zoo,
 )
 from .common import ROOT, load_average, machine, noise_probe
 
@@ -41,6 +42,7 @@ SECTIONS: dict[
     ),
     "torch_compile": ("torch.compile", torch_compile.run),
     "data": ("Data path: image folder", data_path.run),
+    "zoo": ("Model zoo against the references", zoo.run),
 }
 
 INTRO = """\
@@ -92,6 +94,16 @@ def _summary(figures: dict[str, float]) -> list[str]:
             "generated / hand-written fwd+bwd <= 1.02",
             f"{worst:.3f} (worst)",
             worst <= 1.02,
+        )
+    zoos = [
+        v for k, v in figures.items() if k.startswith("zoo ") and "compile" not in k
+    ]
+    if zoos:
+        worst = max(zoos)
+        row(
+            f"zoo model / its reference fwd+bwd <= {zoo.TARGET}",
+            f"{worst:.3f} (worst)",
+            worst <= zoo.TARGET,
         )
     if "chain_1k_s" in figures:
         row(

@@ -10,6 +10,7 @@ import tokenize
 from .codegen_hoist import Hoisted, hoist
 from .codegen_locals import forward_locals
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
+from .ir import ModuleDef
 from .names import Namespace
 from .pyformat import (
     LINE_LENGTH,
@@ -42,6 +43,19 @@ def _sizes_as_tuples(call: ast.expr) -> ast.expr:
             self.generic_visit(node)
             return ast.Tuple(node.elts, ast.Load())
 
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            # A seq's keyed children: OrderedDict([(key, module), ...]), as written.
+            if (
+                isinstance(node.func, ast.Name)
+                and node.func.id == "OrderedDict"
+                and len(node.args) == 1
+                and isinstance(node.args[0], ast.List)
+            ):
+                items = [self.visit(e) for e in node.args[0].elts]
+                return ast.Call(node.func, [ast.List(items, ast.Load())], [])
+            self.generic_visit(node)
+            return node
+
     if not isinstance(call, ast.Call):
         return call
     converted = _Tuples()
@@ -57,6 +71,18 @@ def _sizes_as_tuples(call: ast.expr) -> ast.expr:
         call.func,
         [converted.visit(a) for a in call.args],
         [ast.keyword(k.arg, converted.visit(k.value)) for k in call.keywords],
+    )
+
+
+def _register_buffer(module: ModuleDef) -> ast.expr:
+    """``self.register_buffer("mask", torch.ones(...), persistent=False)``."""
+    keywords = (
+        [] if module.persistent else [ast.keyword("persistent", ast.Constant(False))]
+    )
+    return ast.Call(
+        ast.Name("self.register_buffer", ast.Load()),
+        [ast.Constant(module.name), _sizes_as_tuples(module.ctor)],
+        keywords,
     )
 
 
@@ -138,6 +164,9 @@ class _ClassWriter:
         self.lines: list[str] = []
         found = forward_locals(cls)
         self.var = found.names
+        for module in cls.modules:  # a bare tensor is read where it is held
+            if module.tensor is not None:
+                self.var[module.name] = f"self.{module.name}"
         self.returned = found.returned
         self.loops = found.loops
 
@@ -155,6 +184,12 @@ class _ClassWriter:
         doc = _class_doc(cls)
         if doc:
             self.lines += _docstring(doc, 1)
+            self.lines.append("")
+        # A buffer's type, as torch's own layers declare theirs (registered, it is
+        # not an assignment a type checker sees).
+        buffers = [m.name for m in cls.modules if m.tensor == "buffer"]
+        self.lines += [f"    {name}: torch.Tensor" for name in buffers]
+        if buffers:
             self.lines.append("")
         self.emit_init()
         if cls.init:
@@ -183,9 +218,13 @@ class _ClassWriter:
         else:
             self.lines.append(f"    {head}) -> None:")
         self.lines.append("        super().__init__()")
-        targets: list[str] = []
+        targets: list[str | None] = []
         exprs: list[ast.expr] = []
         for module in self.cls.modules:
+            if module.tensor == "buffer":
+                targets.append(None)
+                exprs.append(_register_buffer(module))
+                continue
             targets.append(f"self.{module.name}")
             exprs.append(_sizes_as_tuples(module.ctor))
             for path, ctor in module.patches:
@@ -201,9 +240,15 @@ class _ClassWriter:
         for name, value in shared.locals:
             self.lines += statement(f"{name} = ", value, 2)
         for target, value in zip(targets, shared.exprs):
-            self.lines += statement(f"{target} = ", value, 2)
+            self.lines += statement("" if target is None else f"{target} = ", value, 2)
         if self.cls.init:
             self.lines.append("        self.reset_parameters()")
+        if self.cls.ties:
+            self.lines.append("        # Tied by the spec: one parameter, two names.")
+        for path, source in self.cls.ties:
+            self.lines.append(
+                f"        {module_access(path)} = {module_access(source)}"
+            )
         if self.cls.freeze:
             self.lines.append(
                 "        # Frozen by the spec: these parameters do not train."
@@ -247,9 +292,10 @@ class _ClassWriter:
                 f"for {target} in ", ast.Tuple(paths, ast.Load()), 2, tail=":"
             )
         for param, fn, args, kwargs in stmt.calls:
+            tensor = f"{target}.{param}" if param else target  # '': a bare tensor
             call = ast.Call(
                 ast.Name(f"nn.init.{fn}_", ast.Load()),
-                [ast.Name(f"{target}.{param}", ast.Load()), *args],
+                [ast.Name(tensor, ast.Load()), *args],
                 [ast.keyword(k, v) for k, v in kwargs],
             )
             if param in _OPTIONAL_PARAMS:
@@ -429,6 +475,9 @@ def generate_source(
         import_lines.append("import torch.nn.functional as F")
     import_lines += [f"import {m}" for m in sorted(set(imports))]
     import_lines = sorted(import_lines, key=lambda s: s.split()[1].lower())
+    if "OrderedDict(" in text:
+        import_lines.insert(0, "from collections import OrderedDict")
+        import_lines.insert(1, "")
     import_lines.append("from torch import nn")
     return check_source("\n".join([*header, "", *import_lines, "", "", text, ""]))
 

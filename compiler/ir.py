@@ -48,6 +48,7 @@ __all__ = [
     "Outputs",
     "ParamDecl",
     "Ref",
+    "TensorDecl",
 ]
 
 Path = tuple[Any, ...]
@@ -82,15 +83,36 @@ class NodeTemplate:
     repeat: Any = None
     weights: Any = None  # WeightsSpec for this node's module
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
+    #: A seq node's children, in order (its op is nn.Sequential); None otherwise.
+    seq: list[NodeTemplate] | None = None
+    #: A seq child's key as written (a template of ``i`` for a repeated child);
+    #: None: its position.
+    key: str | None = None
+    tensor: TensorDecl | None = None  # a bare parameter or buffer
+    tie: dict[str, str] | None = None  # own parameter -> dotted path of another
 
     @property
     def op_name(self) -> str:
+        if self.tensor is not None:
+            return self.tensor.kind
         return self.op.name if self.op is not None else f"use {self.use}"
 
     @property
     def label(self) -> str:
         """How errors name the node: ``node 'conv1' (Conv2d)``."""
         return f"node {self.name!r} ({self.op_name})"
+
+
+@dataclass
+class TensorDecl:
+    """A bare tensor of the module: ``param:`` (an ``nn.Parameter``) or ``buffer:``."""
+
+    kind: Literal["param", "buffer"]
+    shape: list[Any]  # sizes as written (ints or expressions)
+    init: Any = None  # as written; None: zeros
+    dtype: str | None = None
+    persistent: bool = True  # buffers only
+    requires_grad: bool = True  # params only
 
 
 @dataclass
@@ -173,6 +195,12 @@ class ModuleDef:
     num_params: int = 0
     # Submodules replaced after construction: (dotted path inside, constructor).
     patches: list[tuple[str, ast.expr]] = field(default_factory=list)
+    seq: bool = False  # a seq node's nn.Sequential: children of their own kinds
+    #: 'param' or 'buffer' for a bare tensor (``ctor`` is its value); None for a module.
+    tensor: str | None = None
+    persistent: bool = True  # a buffer's
+    #: A bare tensor's initialiser for reset_parameters (as written, where), if any.
+    init: tuple[Any, tuple] | None = None
 
 
 @dataclass
@@ -220,6 +248,8 @@ class ClassIR:
     attributes: list[tuple[str, ast.expr]] = field(default_factory=list)
     init: list[InitStatement] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
+    #: Tied parameters, set at the end of __init__: (dotted path, dotted source path).
+    ties: list[tuple[str, str]] = field(default_factory=list)
 
 
 # -- walked graphs -------------------------------------------------------------------
@@ -261,6 +291,8 @@ class ModuleEntry:
     params: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...] = ()
     kinds: tuple[str, ...] = ()  # its class and torch.nn base classes, by name
+    tensor: str | None = None  # 'param' or 'buffer': a bare tensor (params: ('value',))
+    init: tuple[Any, tuple] | None = None  # a bare tensor's own initialiser, and where
 
     def shape_of(self, param: str) -> tuple[int, ...]:
         return self.shapes[self.params.index(param)]

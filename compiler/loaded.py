@@ -24,7 +24,8 @@ import torch
 
 from ..spec.collector import paused_gc
 from ..spec.derive import derive, read_spec_file
-from ..spec.files import inside
+from ..spec.errors import SpecError
+from ..spec.files import FileRefused, inside, is_zoo, zoo_file
 from ..spec.yaml_source import parse_yaml
 from .codegen import without_comments
 from .pipeline import CompiledModel, compile_document
@@ -266,10 +267,19 @@ def load(
     allow_imports: Iterable[str] | None = (),
     root: str | os.PathLike[str] | None = None,
 ) -> Spec:
-    """Parse, validate and compile a spec file (as ``nnspec.load``)."""
+    """Parse, validate and compile a spec file (as ``nnspec.load``); ``zoo:NAME`` is
+    the zoo's spec of that name, read wherever ``root`` is (it is package data)."""
     folder = _root(root)
     read = functools.partial(read_spec_file, root=folder)
-    document = derive(read(os.fspath(path)), read)
+    name = os.fspath(path)
+    if is_zoo(name):
+        try:
+            first = read_spec_file(zoo_file(name))
+        except FileRefused as exc:
+            raise SpecError(str(exc), path=name, line=0, column=0) from None
+    else:
+        first = read(name)
+    document = derive(first, read)
     return Spec(compile_document(document, params, _packages(allow_imports)), folder)
 
 

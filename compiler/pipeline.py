@@ -24,7 +24,15 @@ from ..spec.collector import paused_gc
 from ..spec.model import SpecModel
 from ..spec.yaml_source import Document
 from .ir import ClassIR, CompileContext, GraphResult, ModuleEntry
-from .passes import apply_init, assemble, generate, infer_shapes, lower, validate
+from .passes import (
+    apply_init,
+    assemble,
+    generate,
+    infer_shapes,
+    lower,
+    tie,
+    validate,
+)
 from .passes import resolve_params as params
 from .passes.resolve_params import resolve_params
 
@@ -47,6 +55,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("infer_shapes", "shapes", infer_shapes.run),
     Pass("assemble", "codegen", assemble.run),
     Pass("apply_init", "codegen", apply_init.run),
+    Pass("tie", "codegen", tie.run),
     Pass("generate", "codegen", generate.run),
 )
 

@@ -59,7 +59,13 @@ class References:
             return
         node = defined[target]
         assert node is not None
-        if node.use is not None:
+        if node.tensor is not None:
+            self.error(
+                path,
+                f"'use: {target}' names a {node.tensor.kind} node, not a layer; "
+                f"use it as an input: in: {target}",
+            )
+        elif node.use is not None:
             self.error(
                 path,
                 f"'use: {target}' names a use node; name the original, {node.use!r}",

@@ -169,6 +169,13 @@ def broadcast(call: ShapeCall) -> Value:
         shape.append(size)
         sym.append(dim_sym)
     first = max(tensors, key=lambda t: t.rank)
+    # A tensor without a batch dimension (a bare parameter) broadcasts against
+    # the batch of another: the output keeps that one's.
+    batched = [t for t in tensors if t.batch_dim is not None]
+    if first.batch_dim is None and batched:
+        t = max(batched, key=lambda t: t.rank)
+        assert t.batch_dim is not None
+        return first.with_shape(shape, sym, batch_dim=t.batch_dim + rank - t.rank)
     return first.with_shape(shape, sym)
 
 

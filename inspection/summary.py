@@ -14,7 +14,7 @@ spec name, op and line; the rows are ``records.NodeSummary``, the table is
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -60,6 +60,8 @@ class ModelSummary:
     outputs_kind: str  # 'single', 'tuple' or 'dict'
     rows: list[NodeSummary]
     totals: Totals
+    #: Tied parameters: (dotted path, the path whose tensor it is).
+    ties: list[tuple[str, str]] = field(default_factory=list)
 
     def walk(self) -> Iterator[NodeSummary]:
         """Every row, depth first, in forward order."""
@@ -87,6 +89,7 @@ class ModelSummary:
             ],
             "rows": [row.to_dict() for row in self.rows],
             "totals": self.totals.to_dict(),
+            "ties": [{"param": p, "tied_to": t} for p, t in self.ties],
         }
 
     def render(self, depth: int | None = None) -> str:
@@ -159,6 +162,7 @@ def summarize(compiled: CompiledModel, model: nn.Module) -> ModelSummary:
         outputs_kind=compiled.model.outputs.kind,
         rows=rows,
         totals=totals,
+        ties=list(compiled.model.ties),
     )
 
 

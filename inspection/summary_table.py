@@ -32,6 +32,8 @@ class TableSource(Protocol):
     @property
     def rows(self) -> Sequence[NodeSummary]: ...
     @property
+    def ties(self) -> Sequence[tuple[str, str]]: ...
+    @property
     def totals(self) -> Totals: ...
 
 
@@ -83,6 +85,8 @@ def render_table(summary: TableSource, depth: int | None = None) -> str:
     out.append(
         f"parameters         {t.params:,} ({t.trainable_params:,} trainable{frozen})"
     )
+    for path, source in summary.ties:
+        out.append(f"tied               {path} = {source} (counted once)")
     memory = ", ".join(f"{format_bytes(n)} {d}" for d, n in t.param_bytes.items())
     out.append(f"parameter memory   {memory or 'none'}")
     if t.buffer_bytes:

@@ -21,10 +21,12 @@ from .commands import (
     UsageError,
     add_spec_arguments,
     add_version,
+    default_output,
     importable_beside,
     load_spec,
     parse_params,
     run_command,
+    spec_file,
 )
 
 # The shared command pieces live in nnspec.commands; these names stay importable
@@ -58,6 +60,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "nnspec.export:register_export",
     "schema": "nnspec.scaffold:register_schema",
     "init": "nnspec.scaffold:register_init",
+    "zoo": "nnspec.zoo_cli:register_zoo",
 }
 
 # One line each: the subcommand's entry in `nnspec --help` and its own description.
@@ -74,6 +77,7 @@ HELPS: dict[str, str] = {
     "export": "export the model to ONNX or a torch.export program (.pt2)",
     "schema": "print or write the JSON Schema of specs, for editors",
     "init": "write a starter spec whose modeline points at the schema",
+    "zoo": "list the model zoo's specs (load them as zoo:NAME)",
 }
 
 
@@ -105,10 +109,8 @@ def check_output_path(target: Path, spec: Path, imports: Sequence[str]) -> None:
 def compile_command(args: argparse.Namespace) -> int:
     target = None
     if args.output != "-" and not (args.output is None and args.spec == STDIN):
-        target = (
-            Path(args.output) if args.output else Path(args.spec).with_suffix(".py")
-        )
-        check_output_path(target, Path(args.spec), args.allow_imports)
+        target = Path(args.output) if args.output else default_output(args.spec, ".py")
+        check_output_path(target, spec_file(args.spec), args.allow_imports)
     spec = load_spec(args)
     source = spec.source(comments=not args.no_comments)
     if target is None:

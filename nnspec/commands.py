@@ -23,6 +23,7 @@ from .compiler.pyformat import GeneratedSourceError
 from .compiler.shape_rules import ShapeRuleBug
 from .runtime.errors import RunError
 from .spec.errors import SpecError
+from .spec.files import ZOO_PREFIX, is_zoo
 from .spec.version import __version__
 from .spec.yaml_source import MAX_DOCUMENT_BYTES, parse_value
 
@@ -35,12 +36,14 @@ __all__ = [
     "add_spec_arguments",
     "add_version",
     "at_least_one",
+    "default_output",
     "importable_beside",
     "load_spec",
     "parse_assignments",
     "parse_overrides",
     "parse_params",
     "run_command",
+    "spec_file",
 ]
 
 EXIT_SPEC_ERROR = 2
@@ -97,10 +100,33 @@ parse_overrides = functools.partial(
 )
 
 
+def spec_file(spec: str) -> Path:
+    """The file a SPEC argument reads: the zoo's file for ``zoo:NAME`` (a name the zoo
+    lacks gives a path that does not exist), else the path as given."""
+    if is_zoo(spec):
+        from .zoo import path
+
+        found = path(spec[len(ZOO_PREFIX) :])
+        return found if found is not None else Path(spec)
+    return Path(spec)
+
+
+def default_output(spec: str, suffix: str) -> Path:
+    """Where a command writes what it makes of SPEC when not told: beside the spec
+    file with ``suffix``, or ``NAME`` with ``suffix`` in the working folder for
+    ``zoo:NAME`` (never into the installed package)."""
+    if is_zoo(spec):
+        return Path(spec[len(ZOO_PREFIX) :] + suffix)
+    return Path(spec).with_suffix(suffix)
+
+
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """SPEC, -p and --allow-import, shared by every command that reads a spec."""
     parser.add_argument(
-        "spec", metavar="SPEC", help="the YAML spec file ('-' reads standard input)"
+        "spec",
+        metavar="SPEC",
+        help="the YAML spec file ('-' reads standard input; zoo:NAME a spec of the "
+        "model zoo, listed by nnspec zoo)",
     )
     parser.add_argument(
         "-p",

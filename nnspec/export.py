@@ -24,7 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .commands import UsageError, add_spec_arguments, load_spec, parse_params
+from .commands import (
+    UsageError,
+    add_spec_arguments,
+    default_output,
+    load_spec,
+    parse_params,
+)
 
 __all__ = ["ExportReport", "export_model", "register_export"]
 
@@ -331,7 +337,7 @@ def _model_and_spec(args: argparse.Namespace) -> tuple[Any, nn.Module, str]:
         model.load_state_dict(state["model"], strict=True)
         return spec, model, source.name
     spec = load_spec(args)
-    stem = spec.name if args.spec == "-" else Path(args.spec).stem
+    stem = spec.name if args.spec == "-" else default_output(args.spec, "").stem
     return spec, spec.build(), stem
 
 

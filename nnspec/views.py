@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .commands import STDIN, UsageError, add_spec_arguments, load_spec
+from .commands import STDIN, UsageError, add_spec_arguments, default_output, load_spec
 
 if TYPE_CHECKING:
     from .api import Spec
@@ -116,7 +116,7 @@ def graph_command(args: argparse.Namespace) -> int:
         return 0
     if args.output is None and args.spec == STDIN:
         raise UsageError("with SPEC '-', name the picture: -o FILE (or -o - for text)")
-    target = Path(args.output) if args.output else Path(args.spec).with_suffix(".svg")
+    target = Path(args.output) if args.output else default_output(args.spec, ".svg")
     if args.format and target.suffix.lower() != f".{args.format}":
         raise UsageError(f"--format {args.format} does not match {target.name}")
     try:

@@ -1,6 +1,8 @@
 """Deriving a spec from another: ``extends``, overrides and graph edits.
 
 The derived document and its bases are merged into one document before validation.
+A base is a spec file (relative to the deriving one) or ``zoo:NAME``, a spec of the
+model zoo.
 Every part keeps the position, and the file, where it was written: an error in a node
 of the base points into the base file, an error in an edit into the derived one.
 """
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import Diagnostic, SpecError, suggest
-from .files import FileRefused, open_regular, read_bounded
+from .files import FileRefused, is_zoo, open_regular, read_bounded, zoo_file
 from .naming import Namespace, snake_case
 from .yaml_source import Budget, Document, Path, parse_yaml
 
@@ -44,6 +46,8 @@ def default_node_names(layers: list[Any], reserved: set[str]) -> list[str | None
             names.append(namespace.fresh(snake_case(node)))
         elif isinstance(node, dict) and isinstance(node.get("name"), str):
             names.append(node["name"])
+        elif isinstance(node, dict) and node.get("seq") is not None:
+            names.append(namespace.fresh("seq"))
         elif isinstance(node, dict) and isinstance(node.get("op"), str):
             names.append(namespace.fresh(snake_case(node["op"])))
         elif isinstance(node, dict) and isinstance(node.get("use"), str):
@@ -230,17 +234,29 @@ def derive(
         return doc
     target = doc.data["extends"]
     if not isinstance(target, str) or not target:
-        raise doc.error(("extends",), "extends names a spec file, relative to this one")
-    if "\0" in target:
-        raise doc.error(("extends",), "the extends path contains a NUL character")
-    if not target.endswith(SPEC_SUFFIXES):
         raise doc.error(
             ("extends",),
-            f"extends names a spec file ending in .yaml or .yml, not {target!r}",
+            "extends names a spec file, relative to this one, or zoo:NAME",
         )
+    if "\0" in target:
+        raise doc.error(("extends",), "the extends path contains a NUL character")
+    from_zoo = is_zoo(target)
+    if from_zoo:
+        # The zoo's specs are package data: read wherever specs are confined to.
+        try:
+            base_path = zoo_file(target)
+        except FileRefused as exc:
+            raise doc.error(("extends",), str(exc)) from None
+    elif not target.endswith(SPEC_SUFFIXES):
+        raise doc.error(
+            ("extends",),
+            "extends names a spec file ending in .yaml or .yml, or zoo:NAME, "
+            f"not {target!r}",
+        )
+    else:
+        base_path = os.path.normpath(os.path.join(os.path.dirname(doc.path), target))
     here = os.path.abspath(doc.path)
     chain = (*chain, here)
-    base_path = os.path.normpath(os.path.join(os.path.dirname(doc.path), target))
     if os.path.abspath(base_path) in chain:
         cycle = " -> ".join(
             os.path.basename(p) for p in (*chain, os.path.abspath(base_path))
@@ -251,7 +267,10 @@ def derive(
             ("extends",), f"extends chains are limited to {MAX_CHAIN} files"
         )
     try:
-        base = read(base_path, doc.path, doc.budget)
+        if from_zoo:
+            base = read_spec_file(base_path, doc.path, doc.budget)
+        else:
+            base = read(base_path, doc.path, doc.budget)
     except SpecError as exc:
         if exc.line == 0:
             raise doc.error(

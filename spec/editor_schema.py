@@ -220,13 +220,22 @@ def _forward_inputs(cls: type) -> list[str] | None:
     return [p.name for p in params]
 
 
+# The keys of which a node has exactly one.
+_NODE_KINDS = ("op", "use", "seq", "param", "buffer")
+
+
 def _node_rules(common: list[str]) -> list[dict[str, Any]]:
     """Conditionals on a node: per op, and on op/use."""
     ref = {"type": "string", "pattern": REFERENCE}
     rules: list[dict[str, Any]] = [
-        # A node is a call of an op or of an earlier node's module, never both.
-        {"not": {"required": ["op", "use"]}},
-        {"anyOf": [{"required": ["op"]}, {"required": ["use"]}]},
+        # A node is one of: a call of an op, a call of an earlier node's module, a
+        # seq (an nn.Sequential of the nodes listed), a bare parameter or buffer.
+        *(
+            {"not": {"required": [a, b]}}
+            for i, a in enumerate(_NODE_KINDS)
+            for b in _NODE_KINDS[i + 1 :]
+        ),
+        {"anyOf": [{"required": [kind]} for kind in _NODE_KINDS]},
         {
             "if": {"required": ["use"]},
             "then": {"propertyNames": {"enum": ["use", "name", "in"]}},

@@ -6,6 +6,9 @@ type is checked on the open descriptor, so what is read is what was checked. Rea
 are bounded: at most the limit and one byte more, whatever size the file claims
 (files under ``/proc`` claim 0). With a ``root``, a path must resolve (symbolic
 links followed) to a file inside that folder.
+
+``zoo:NAME`` names a spec of the model zoo (``nnspec.zoo``): ``zoo_file`` checks the
+name and gives the file.
 """
 
 from __future__ import annotations
@@ -13,7 +16,20 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["FileRefused", "inside", "open_regular", "read_bounded"]
+from .errors import suggest
+
+__all__ = [
+    "ZOO_PREFIX",
+    "FileRefused",
+    "inside",
+    "is_zoo",
+    "open_regular",
+    "read_bounded",
+    "zoo_file",
+]
+
+#: What a spec path starts with to name a spec of the model zoo.
+ZOO_PREFIX = "zoo:"
 
 _FLAGS = (
     os.O_RDONLY
@@ -26,6 +42,34 @@ _FLAGS = (
 
 class FileRefused(Exception):
     """A file that cannot or may not be read; the message names it and says why."""
+
+
+def is_zoo(spec: object) -> bool:
+    """Whether a spec path names a spec of the model zoo: ``zoo:NAME``."""
+    return isinstance(spec, str) and spec.startswith(ZOO_PREFIX)
+
+
+def zoo_file(spec: str) -> str:
+    """The file of the zoo spec ``spec`` (``zoo:NAME``); FileRefused, listing the
+    zoo's names and suggesting the closest, when there is none. The name must be a
+    plain lowercase identifier: nothing after ``zoo:`` is read as a path."""
+    # The zoo is imported when a spec names it: loading a file reads nothing of it.
+    from ..zoo import NAME_PATTERN, names, path
+
+    name = spec[len(ZOO_PREFIX) :]
+    known = names()
+    listing = f"the zoo's models: {', '.join(known) or 'none'}"
+    if not NAME_PATTERN.match(name):
+        raise FileRefused(
+            f"{spec!r} names no zoo model: after {ZOO_PREFIX!r} comes a model's name, "
+            f"lowercase letters, digits and _ ({listing})"
+        )
+    file = path(name)
+    if file is None:
+        raise FileRefused(
+            f"the zoo has no model {name!r}{suggest(name, known)}; {listing}"
+        )
+    return str(file)
 
 
 def inside(path: str, root: str) -> bool:

@@ -22,9 +22,11 @@ else:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
 #: Stage of each top-level package below ``nnspec`` (anything else in ``nnspec`` is
-#: the top stage). ``schemas`` holds data only, usable from any stage.
+#: the top stage). ``schemas`` holds data only, usable from any stage; so does ``zoo``,
+#: the model zoo's spec files with the few lines that list them.
 STAGES: dict[str, int] = {
     "nnspec.schemas": 0,
+    "nnspec.zoo": 0,
     "nnspec.spec": 0,
     "nnspec.compiler": 1,
     "nnspec.runtime": 2,

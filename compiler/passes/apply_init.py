@@ -33,7 +33,13 @@ def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleE
         path = f"{prefix}{module.name}"
         kinds = module.kinds.get("", (module.value_class,))
         yield ModuleEntry(
-            path, module.value_class, module.param_names, module.param_shapes, kinds
+            path,
+            module.value_class,
+            module.param_names,
+            module.param_shapes,
+            kinds,
+            module.tensor,
+            module.init,
         )
         for sub, class_name, params in module.nested:
             yield ModuleEntry(
@@ -167,6 +173,12 @@ class _InitRules:
     def statements(self, spec: SpecModel) -> list[InitStatement]:
         # (module path, param) -> (rule index, initialiser call)
         final: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
+        for entry in self.entries:  # a bare tensor's own init:, before the rules
+            if entry.init is not None:
+                raw, where = entry.init
+                call = self.initializer(raw, where)
+                self.try_on(entry, "value", call, where)
+                final[(entry.path, "value")] = (-1, call)
         for r, rule in enumerate(spec.init):
             rule_path = ("init", r)
             matched = [
@@ -217,8 +229,16 @@ class _InitRules:
         statements = []
         for (r, _), paths in groups.items():
             calls = per_module[(r, paths[0])]
+            tensors = {e.path for e in self.entries if e.tensor is not None}
             statements.append(
-                InitStatement(paths, [(param, c[0], c[1], c[2]) for param, c in calls])
+                InitStatement(
+                    paths,
+                    [
+                        # A bare tensor is its own 'value': nn.init.normal_(self.pos)
+                        ("" if paths[0] in tensors else param, c[0], c[1], c[2])
+                        for param, c in calls
+                    ],
+                )
             )
         return statements
 
@@ -257,7 +277,7 @@ def apply_init(
     ``params`` (the model's, overrides applied) are what ``${...}`` in the rules' initialiser
     arguments may name."""
     entries = list(walk_modules(model.modules))
-    if spec.init:
+    if spec.init or any(e.init is not None for e in entries):
         model.init = _InitRules(doc, entries, params).statements(spec)
     if spec.freeze:
         model.freeze = _freeze(doc, spec, entries)

@@ -54,6 +54,7 @@ CATEGORIES = {
     "init": "init rules",
     "freeze": "freeze globs",
     "limit": "limits",
+    "zoo": "names of the model zoo",
 }
 
 _EXPECT = re.compile(r"^# expect: (\d+):(\d+)((?: .*)?)$")

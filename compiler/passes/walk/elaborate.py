@@ -13,22 +13,33 @@ import ast
 import re
 from typing import Any
 
-from ....spec.errors import SpecError, describe_value
-from ...expressions import Val, const, is_const
+import torch
+
+from ....spec.errors import SpecError, describe_value, suggest
+from ...expressions import Val, const, is_const, literal_ast
 from ...hints import inputs_by_name
 from ...ir import Call, CallKind, ModuleDef, NodeTemplate, Ref
+from ...names import name_problem
 from ...op_table import record_of
 from ...ops import OpInfo
 from ...values import TensorValue, Value
 from .bind import check_function_limits, evaluate_node_args
 from .blocks import block_instance, shared_block_shape
-from .ctor import forward_code
+from .ctor import code, forward_code
 from .modules import torch_module
 from .shapes import function_shape, meta_module, module_shape
-from .state import MAX_GRAPH_NODES, MAX_REPEAT, GraphState, Walk, evaluate, grow
+from .state import (
+    MAX_GRAPH_NODES,
+    MAX_REPEAT,
+    GraphState,
+    Walk,
+    bounded,
+    evaluate,
+    grow,
+)
 from .state import node_error as error
 
-__all__ = ["function_node", "module_node", "repeat_count", "use_node"]
+__all__ = ["function_node", "module_node", "repeat_count", "tensor_node", "use_node"]
 
 Values = list[Value] | dict[str, Value]
 Refs = list[Ref] | dict[str, Ref]
@@ -168,17 +179,15 @@ def module_node(
                 raise error(walk.doc, node, "repeats, so it must return one tensor")
             values = [value, *side]
         before = state.size
-        if node.op.kind == "block":
-            mdef, value, bound = block_instance(walk, state, node, values, extra)
-        else:
-            mdef, value, bound = torch_module(walk, state, node, values, extra)
-            grow(walk, state, 1, node, walked=False)
+        mdef, value, bound = _module(walk, state, node, values, extra)
         copies.append(mdef)
         outputs.append(value)
         if k == 0 and n is not None:
             _check_copies(walk, node, n, state.size - before)
     assert value is not None
     kind = CallKind.BLOCK if node.op.kind == "block" else CallKind.MODULE
+    if node.seq is not None:
+        kind = CallKind.REPEAT
     if n is None:
         module = copies[0]
     else:
@@ -225,6 +234,133 @@ def module_node(
         )
     )
     return value
+
+
+def _module(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    values: Values,
+    extra: dict | None,
+) -> tuple[ModuleDef, Value, dict[str, Val]]:
+    """One module of a node: a seq's nn.Sequential, a block instance or a torch module."""
+    assert node.op is not None
+    if node.seq is not None:
+        mdef, value = _sequential(walk, state, node, values, extra)
+        return mdef, value, {}
+    if node.op.kind == "block":
+        return block_instance(walk, state, node, values, extra)
+    found = torch_module(walk, state, node, values, extra)
+    grow(walk, state, 1, node, walked=False)
+    return found
+
+
+def _sequential(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    values: Values,
+    extra: dict | None,
+) -> tuple[ModuleDef, Value]:
+    """A seq node's ``nn.Sequential``: its children chained in order, a repeated
+    child's copies spliced in place; keyed by name (an ``OrderedDict``) when any
+    child is named, the others by position."""
+    assert node.seq is not None and node.op is not None
+    if isinstance(values, dict) or len(values) != 1:
+        raise error(walk.doc, node, "is an nn.Sequential: it takes one input")
+    named = any(child.key is not None for child in node.seq)
+    current: Value = values[0]
+    children: list[ModuleDef] = []
+    code: list[ast.expr] = []
+    taken: dict[str, NodeTemplate] = {}
+    for child in node.seq:
+        n = repeat_count(walk, state, child)
+        copies: list[ModuleDef] = []
+        outputs: list[Value] = []
+        for k in range(n or 1):
+            if not isinstance(current, TensorValue):
+                raise error(
+                    walk.doc,
+                    child,
+                    "takes the previous child's output, a tuple: each child of a "
+                    "seq but the last must return one tensor",
+                )
+            before = state.size
+            inner = {**(extra or {}), "i": const(k)} if n is not None else extra
+            mdef, current, _ = _module(walk, state, child, [current], inner)
+            mdef.name = _key(walk, state, child, len(children), k, n, taken)
+            copies.append(mdef)
+            outputs.append(current)
+            children.append(mdef)
+            if k == 0 and n is not None:
+                _check_copies(walk, child, n, state.size - before)
+        if n is not None and not named:
+            code += _copies_code(walk, state, child, copies, outputs)
+        else:
+            if n is not None and (count := _param_count(walk, state, child)):
+                state.fixed |= _names(count)
+            code += [c.ctor for c in copies]
+    sequential = ast.Attribute(ast.Name("nn", ast.Load()), "Sequential", ast.Load())
+    if named:
+        items: list[ast.expr] = [
+            ast.Tuple([ast.Constant(c.name), expr], ast.Load())
+            for c, expr in zip(children, code)
+        ]
+        code = [
+            ast.Call(
+                ast.Name("OrderedDict", ast.Load()), [ast.List(items, ast.Load())], []
+            )
+        ]
+    module = ModuleDef(
+        name=node.name,
+        op=node.op,
+        ctor=ast.Call(sequential, code, []),
+        line=walk.line_of(node.path),
+        value_class="Sequential",
+        children=children,
+        num_params=sum(c.num_params for c in children),
+        seq=True,
+    )
+    return module, current
+
+
+def _key(
+    walk: Walk,
+    state: GraphState,
+    child: NodeTemplate,
+    position: int,
+    k: int,
+    n: int | None,
+    taken: dict[str, NodeTemplate],
+) -> str:
+    """A seq child's key: its name (a repeated child's template, for copy ``k``),
+    else its position; unique in the seq."""
+    if child.key is None:
+        key = str(position)
+    elif n is None:
+        key = child.key
+    else:
+        path = (*child.path, "name")
+        val = evaluate(
+            walk, state, child.key, path, {"i": const(k)}, what=f"{child.label}, name"
+        )
+        key = val.value if isinstance(val.value, str) else str(val.value)
+        problem = name_problem(key)
+        if problem:
+            raise walk.doc.error(
+                path,
+                f"{child.label}: the name of copy {k}, {key!r}, {problem}; write a "
+                "template that gives an identifier (denselayer${i + 1})",
+            )
+    if key in taken:
+        other = taken[key]
+        raise walk.doc.error(
+            (*child.path, "name") if child.key is not None else child.path,
+            f"{child.label}: the name {key!r} is taken in this seq, by "
+            f"line {walk.line_of(other.path)}",
+        )
+    taken[key] = child
+    return key
 
 
 _USES_INDEX = re.compile(r"\$\{[^}]*\bi\b")
@@ -343,6 +479,13 @@ def use_node(
     """A ``use:`` node: an earlier node's module called again on these inputs."""
     assert node.use is not None
     module, original, bound = state.module_by_name[node.use]
+    if module.seq:
+        raise error(
+            walk.doc,
+            node,
+            f"shares {node.use!r}, a seq node: a seq is not shared; make its "
+            "children a block, and use the block's node",
+        )
     if module.children and module.block is None:  # a repeat: run the chain again
         value: Value | None = None
         current = values
@@ -387,3 +530,123 @@ def _shared_shape(
     module = meta_module(walk, original, op, bound)
     context = f"shares {node.use!r}, built for other inputs: "
     return module_shape(walk, node, op, module, bound, values, context=context)
+
+
+#: Initialisers that make the tensor's value when it is created: the rest fill a
+#: ``torch.empty`` tensor in ``reset_parameters``.
+_CREATION = {"zeros": "torch.zeros", "ones": "torch.ones", "constant": "torch.full"}
+
+_TENSOR_OP = OpInfo("module", "Parameter", torch.nn.Parameter, "nn.Parameter")
+
+
+def _init_name(walk: Walk, node: NodeTemplate, raw: Any) -> tuple[str, Any]:
+    """The initialiser's name and its arguments as written."""
+    path = (*node.path, "init")
+    if isinstance(raw, str):
+        name, args = raw, None
+    elif isinstance(raw, dict) and len(raw) == 1:
+        name, args = next(iter(raw.items()))
+    else:
+        raise walk.doc.error(
+            path,
+            f"{node.label}: init is a name (zeros, xavier_uniform) or a one-key "
+            "mapping ({normal: {std: 0.02}}, {constant: 1.0e-6})",
+        )
+    names = sorted(
+        n[:-1] for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")
+    )
+    if name not in names:
+        raise walk.doc.error(
+            path,
+            f"{node.label}: unknown initialiser {name!r}"
+            + suggest(name, names)
+            + "; initialisers are torch.nn.init's, without the trailing underscore",
+        )
+    return name, args
+
+
+def _fill_value(walk: Walk, state: GraphState, node: NodeTemplate, args: Any) -> Val:
+    path: tuple = (*node.path, "init", "constant")
+    if isinstance(args, dict) and set(args) == {"val"}:
+        args, path = args["val"], (*path, "val")
+    elif isinstance(args, list) and len(args) == 1:
+        args, path = args[0], (*path, 0)
+    val = evaluate(walk, state, args, path, what=f"{node.label}, constant")
+    if isinstance(val.value, bool) or not isinstance(val.value, (int, float)):
+        raise walk.doc.error(
+            path,
+            f"{node.label}: constant takes one number, received "
+            f"{describe_value(val.value)}",
+        )
+    return val
+
+
+def tensor_node(walk: Walk, state: GraphState, node: NodeTemplate) -> Value:
+    """A ``param:`` or ``buffer:`` node: the tensor its class holds (an
+    ``nn.Parameter`` or a registered buffer), and its value, which has no batch
+    dimension."""
+    decl = node.tensor
+    assert decl is not None
+    sizes: list[int] = []
+    code_sizes: list[ast.expr] = []
+    for k, raw in enumerate(decl.shape):
+        path = (*node.path, decl.kind, k)
+        val = evaluate(walk, state, raw, path, what=f"{node.label}, size {k}")
+        n = val.value
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise walk.doc.error(
+                path,
+                f"{node.label}: size {k} must be a positive integer, received "
+                f"{describe_value(n)}",
+            )
+        sizes.append(n)
+        code_sizes.append(code(state, node, f"size{k}", val))
+    dtype = getattr(torch, decl.dtype or "float32")
+    if decl.kind == "param" and decl.requires_grad and not dtype.is_floating_point:
+        raise walk.doc.error(
+            (*node.path, "dtype"),
+            f"{node.label}: a parameter of dtype {decl.dtype} cannot train; give "
+            "requires_grad: false, or make it a buffer",
+        )
+    name, args = _init_name(walk, node, decl.init if decl.init is not None else "zeros")
+    keywords: list[ast.keyword] = []
+    if decl.dtype is not None and decl.dtype != "float32":
+        keywords.append(ast.keyword("dtype", literal_ast(dtype)))
+    creation = _CREATION.get(name, "torch.empty")
+    shape_args: list[ast.expr] = list(code_sizes)
+    if name == "constant":
+        fill = code(state, node, "value", _fill_value(walk, state, node, args))
+        shape_args = [ast.Tuple(code_sizes, ast.Load()), fill]
+    elif name in _CREATION and args is not None:
+        raise walk.doc.error(
+            (*node.path, "init"), f"{node.label}: {name} takes no arguments"
+        )
+    value: ast.expr = ast.Call(ast.Name(creation, ast.Load()), shape_args, keywords)
+    numel = 1
+    for n in sizes:
+        numel *= n
+    if decl.kind == "param":
+        flags = (
+            []
+            if decl.requires_grad
+            else [ast.keyword("requires_grad", ast.Constant(False))]
+        )
+        value = ast.Call(ast.Name("nn.Parameter", ast.Load()), [value], flags)
+    mdef = ModuleDef(
+        name=node.name,
+        op=_TENSOR_OP,
+        ctor=value,
+        line=walk.line_of(node.path),
+        value_class="Parameter" if decl.kind == "param" else "Tensor",
+        param_names=("value",) if decl.kind == "param" else (),
+        param_shapes=(tuple(sizes),) if decl.kind == "param" else (),
+        kinds={"": ()},
+        num_params=numel if decl.kind == "param" else 0,
+        tensor=decl.kind,
+        persistent=decl.persistent,
+        init=None if name in _CREATION else (decl.init, (*node.path, "init")),
+    )
+    state.modules.append(mdef)
+    grow(walk, state, 1, node, walked=False)
+    result = TensorValue.make(sizes, dtype, tuple(code_sizes), batch_dim=None)
+    return bounded(walk.doc, node, result)

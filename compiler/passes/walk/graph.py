@@ -21,7 +21,13 @@ from ...names import Namespace
 from ...op_table import MAX_ELEMENTS
 from ...values import BATCH, TensorValue, TupleValue, Value
 from .blocks import placeholder_names
-from .elaborate import function_node, module_node, repeat_count, use_node
+from .elaborate import (
+    function_node,
+    module_node,
+    repeat_count,
+    tensor_node,
+    use_node,
+)
 from .state import GraphState, Walk, elements, node_error
 
 __all__ = ["model_inputs", "walk_graph"]
@@ -60,6 +66,9 @@ def walk_graph(
     )
     previous: Value | None = inputs[0] if len(inputs) == 1 else None
     for node in template.nodes:
+        if node.tensor is not None:  # held by the module: not the chain's value
+            state.env[node.name] = tensor_node(walk, state, node)
+            continue
         previous = _node(walk, state, node, previous)
         state.env[node.name] = previous
     return GraphResult(
