@@ -59,6 +59,14 @@ def _sizes_as_tuples(call: ast.expr) -> ast.expr:
     if not isinstance(call, ast.Call):
         return call
     converted = _Tuples()
+    if (
+        isinstance(call.func, ast.Attribute)
+        and call.func.attr == "ModuleList"
+        and call.args
+        and isinstance(call.args[0], ast.List)
+    ):  # nn.ModuleList([...]) keeps its list; the copies' sizes are tuples
+        copies = [_sizes_as_tuples(c) for c in call.args[0].elts]
+        return ast.Call(call.func, [ast.List(copies, ast.Load())], [])
     return ast.Call(
         call.func,
         [converted.visit(a) for a in call.args],
@@ -160,6 +168,7 @@ class _ClassWriter:
             if module.tensor is not None:
                 self.var[module.name] = f"self.{module.name}"
         self.returned = found.returned
+        self.loops = found.loops
 
     def ref(self, ref: Ref) -> str:
         text = self.var.get(ref.name, ref.name)
@@ -336,10 +345,12 @@ class _ClassWriter:
         shape = _shape_comment(call.value, self.sizes if self.symbolic else None)
         return source_text(f"{call.file or self.spec_file}:{call.line}  {shape}")
 
-    def emit(self, head: str, node: ast.expr, comment: str | None = None) -> None:
+    def emit(
+        self, head: str, node: ast.expr, comment: str | None = None, tail: str = ""
+    ) -> None:
         """A statement of forward, its comment at the end of its line where it fits
         there, else on the line above."""
-        lines = statement(head, node, 2)
+        lines = statement(head, node, 2, tail=tail)
         if comment is None:
             self.lines += lines
         elif len(lines) == 1 and len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
@@ -367,12 +378,28 @@ class _ClassWriter:
 
     def emit_call(self, call: Call) -> None:
         var = self.var[call.node]
+        if call.loop:
+            self.emit_loop(call, var)
+            return
+        self.emit(self.target(var), self.call_expr(call), self.comment(call))
+
+    def target(self, var: str) -> str:
         if var in self.declare:
             self.declare.discard(var)
-            head = f"{var}: torch.Tensor = "
-        else:
-            head = f"{var} = "
-        self.emit(head, self.call_expr(call), self.comment(call))
+            return f"{var}: torch.Tensor = "
+        return f"{var} = "
+
+    def emit_loop(self, call: Call, var: str) -> None:
+        """A repeat with side inputs: ``for layer in self.layer: x = layer(x, mask)``,
+        the chained value first put in the local the loop carries."""
+        assert isinstance(call.inputs, list)
+        first, *side = call.inputs
+        if self.ref(first) != var:
+            self.lines += statement(self.target(var), ast.Name(self.ref(first)), 2)
+        copy = self.loops[call.node]
+        self.emit(f"for {copy} in ", ast.Name(call.callee), self.comment(call), ":")
+        args: list[ast.expr] = [ast.Name(var), *(ast.Name(self.ref(r)) for r in side)]
+        self.lines += statement(f"{var} = ", ast.Call(ast.Name(copy), args, []), 3)
 
     def returned_value(self, ref: Ref) -> ast.expr:
         """A returned reference; the last call itself where only the return uses it."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import Call, ClassIR, Ref
-from .names import Namespace
+from .names import Namespace, local_name
 from .values import TupleValue
 
 __all__ = ["ForwardLocals", "forward_locals"]
@@ -24,6 +24,7 @@ class ForwardLocals:
 
     names: dict[str, str]  # input or node name -> local name
     returned: int | None  # index of the call written into ``return``, if one is
+    loops: dict[str, str]  # a looped repeat's node -> its loop variable
 
 
 def _refs(call: Call) -> list[Ref]:
@@ -33,6 +34,17 @@ def _refs(call: Call) -> list[Ref]:
 def _first(call: Call) -> str | None:
     refs = _refs(call)
     return refs[0].name if refs else None
+
+
+def _node_locals(inputs: list[str], nodes: list[str]) -> dict[str, str]:
+    """Each node's own local: its name where that is a fine local (most are), else
+    the ``local_name`` of it, made unique among the graph's locals."""
+    own = {n: n for n in nodes if local_name(n, set(inputs)) == n}
+    names = Namespace(set(inputs) | set(own))
+    for node in nodes:
+        if node not in own:
+            own[node] = names.fresh(local_name(node, set(inputs)))
+    return own
 
 
 def forward_locals(cls: ClassIR) -> ForwardLocals:
@@ -50,10 +62,12 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
         calls
         and cls.outputs.kind != "tuple"
         and uses.get(calls[-1].node) == [len(calls)]
+        and not calls[-1].loop  # a loop is a statement: ``return x`` follows it
     ):
         returned = len(calls) - 1
 
-    taken = set(cls.inputs) | {c.node for c in calls}
+    own = _node_locals(cls.inputs, [c.node for c in calls])
+    taken = set(cls.inputs) | set(own.values())
     first = cls.inputs[0] if cls.inputs else None
     first_dies = first is not None and uses.get(first) == [0]
     if "x" not in taken or (first == "x" and first_dies):
@@ -66,13 +80,27 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
     names = {name: name for name in cls.inputs}
     holder = first if first == chain else None  # the value the chain holds now
     for j, call in enumerate(calls):
-        names[call.node] = call.node
+        names[call.node] = own[call.node]
         if j == returned:
             continue
+        first_ref = _refs(call)[0] if call.loop else None
+        if (
+            first_ref is not None
+            and not first_ref.index
+            and uses.get(first_ref.name) == [j]
+            and (holder is None or holder == first_ref.name)
+            and uses.get(call.node, [-1])[0] > j
+            and not isinstance(call.value, TupleValue)
+        ):  # ``for layer in self.layer: h = layer(h, mask)``: the input's local
+            names[call.node] = names[first_ref.name]
+            holder = call.node
+            continue
         readers = uses.get(call.node, [])
+        # A loop that ends forward leaves its value in the chain: ``return x``.
+        last_loop = call.loop and j == len(calls) - 1 and cls.outputs.kind == "single"
         single = (
             len(set(readers)) == 1
-            and call.node not in outputs
+            and (call.node not in outputs or last_loop)
             and not isinstance(call.value, TupleValue)  # ``lstm[0]`` reads better
         )
         free = holder is None or max(uses.get(holder, [-1])) <= j
@@ -81,8 +109,18 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
         continues = holder is not None and _first(call) == holder
         # A value off the chain starts it again only as the next statement's main
         # input (``x = torch.cat([features, extra])``), not as one of two branches.
-        starts = readers[0] == j + 1 and _first(calls[j + 1]) == call.node
+        starts = readers[0] == j + 1 < len(calls) and _first(calls[j + 1]) == call.node
         if continues or starts:
             names[call.node] = chain
             holder = call.node
-    return ForwardLocals(names, returned)
+    # ``for layer in self.layer:`` names the copy by the node, when its own local is
+    # free (the chain holds its value), else ``layer_module``.
+    held = set(names.values()) | set(cls.inputs)
+    loops = {}
+    for call in calls:
+        if call.loop:
+            mine = own[call.node]
+            free = mine not in held
+            loops[call.node] = Namespace(held).fresh(mine if free else f"{mine}_module")
+            held.add(loops[call.node])
+    return ForwardLocals(names, returned, loops)

@@ -159,7 +159,7 @@ class CallKind(enum.Enum):
 
     MODULE = "module"  # a torch module (or a factory's) built in __init__
     BLOCK = "block"  # an instance of a block's generated class
-    REPEAT = "repeat"  # an nn.Sequential of a repeated node's copies
+    REPEAT = "repeat"  # an nn.Sequential (or ModuleList) of a repeated node's copies
     FUNCTION = "function"  # a tensor function: torch.*, F.* or an allowed import
     SHARED = "shared"  # an earlier node's module, called again (``use:``)
 
@@ -218,6 +218,9 @@ class Call:
     op: str
     file: str = ""  # the spec file the node was written in, when it differs by node
     kind: CallKind = CallKind.MODULE
+    # A repeat with side inputs: its copies are an nn.ModuleList, called in a loop
+    # (``for layer in self.layer: x = layer(x, mask)``).
+    loop: bool = False
 
 
 @dataclass

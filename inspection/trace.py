@@ -38,6 +38,7 @@ class _Frame:
     repeat: ModuleDef | None = None  # a repeat: its copies, in order
     index: int = 0
     start: int = 0
+    loop_size: int = 0  # a repeat called in a loop (an nn.ModuleList): its copies
 
 
 class Tracer(TorchFunctionMode):
@@ -52,6 +53,7 @@ class Tracer(TorchFunctionMode):
         super().__init__()
         self.classes = {c.name: c for c in [compiled.model, *compiled.blocks]}
         self.paths = {id(m): path for path, m in model.named_modules()}
+        self.by_path = dict(model.named_modules())
         self.counter = counter
         self.root = NodeSummary(
             compiled.name, "", compiled.name, NodeKind.MODEL, 0, None, []
@@ -90,10 +92,23 @@ class Tracer(TorchFunctionMode):
             return
         if top.cls is not None:
             self.untraced_functions(top)
+            looped = self.looped_repeat(top, module)
+            if looped is not None:  # its ModuleList is not called: open its row here
+                assert top.row is not None
+                row, mdef = self.module_row(top, looped)
+                top.index += 1
+                top.row.children.append(row)
+                frame = _Frame(
+                    row, repeat=mdef, start=self.flops(), loop_size=len(looped)
+                )
+                self.stack.append(frame)
+                top = frame
+        if top.cls is not None:
             row, mdef = self.module_row(top, module)
         else:
             assert top.repeat is not None
             row, mdef = self.copy_row(top, module)
+        assert top.row is not None
         top.index += 1
         top.row.children.append(row)
         self.stack.append(
@@ -115,6 +130,21 @@ class Tracer(TorchFunctionMode):
             self.untraced_functions(frame, to_end=True)
         frame.row.flops = self.flops() - frame.start
         frame.row.value = runtime_value(output, frame.row.value)
+        top = self.stack[-1]
+        if top.loop_size and top.index == top.loop_size and top.row is not None:
+            self.stack.pop()  # the loop's last copy returned: so has the loop
+            top.row.flops = self.flops() - top.start
+            top.row.value = runtime_value(output, top.row.value)
+
+    def looped_repeat(self, frame: _Frame, module: nn.Module) -> nn.ModuleList | None:
+        """The ModuleList of the frame's next statement, when that is a repeat called
+        in a loop and ``module`` its first copy."""
+        assert frame.cls is not None
+        calls = frame.cls.calls
+        if frame.index >= len(calls) or not calls[frame.index].loop:
+            return None
+        parent = self.by_path.get(self.paths.get(id(module), "").rpartition(".")[0])
+        return parent if isinstance(parent, nn.ModuleList) else None
 
     def module_row(
         self, frame: _Frame, module: nn.Module

@@ -51,7 +51,7 @@ def default_node_names(layers: list[Any], reserved: set[str]) -> list[str | None
         elif isinstance(node, dict) and isinstance(node.get("op"), str):
             names.append(namespace.fresh(snake_case(node["op"])))
         elif isinstance(node, dict) and isinstance(node.get("use"), str):
-            names.append(namespace.fresh(node["use"]))
+            names.append(namespace.fresh(snake_case(node["use"])))
         else:
             names.append(None)
     return names
@@ -129,8 +129,7 @@ def _edit_graph(merge: _Merge, derived: Document, base_file: str) -> None:
     if not isinstance(layers, list):
         raise derived.error(("extends",), f"the base {base_file} has no layers to edit")
     inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
-    params = data.get("params") if isinstance(data.get("params"), dict) else {}
-    names = default_node_names(layers, set(inputs) | set(params))
+    names = default_node_names(layers, set(inputs))
     # Each entry: (node data, document it comes from, its path there).
     entries: list[tuple[Any, Document, Path]] = []
     for i, (node, name) in enumerate(zip(layers, names)):

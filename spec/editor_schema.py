@@ -82,6 +82,7 @@ _RESERVED = sorted(
         *("self", "torch", "nn", "F", "super"),
     }
 )
+_KEYWORDS = sorted({*keyword.kwlist, *keyword.softkwlist})
 _MODULE_ATTRIBUTES = sorted(
     {name for name in dir(nn.Module) if not name.startswith("__")} | {"training"}
 )
@@ -257,7 +258,9 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
                         },
                     ]
                 },
-                "name": {"not": {"anyOf": [{"enum": _RESERVED}, {"pattern": "^__"}]}},
+                # A node's name is an attribute (``self.self``): only keywords
+                # and dunders are refused here; nn.Module's are, below, by kind.
+                "name": {"not": {"anyOf": [{"enum": _KEYWORDS}, {"pattern": "^__"}]}},
                 "use": ref,
                 "in": {
                     "anyOf": [

@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+NODE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: A name in a seq: an identifier, or for a repeated child a template of the copy's
 #: index (``denselayer${i + 1}``).
 SEQ_NAME_PATTERN = r"^([a-z_][a-z0-9_]*|[a-z0-9_]*(\$\{[^}]+\}[a-z0-9_]*)+)$"
@@ -96,9 +97,10 @@ class NodeSpec(BaseModel):
     )
     name: str | None = Field(
         None,
-        pattern=NAME_PATTERN,
-        description="Lowercase identifier, unique in its graph; the attribute name of "
-        "the module. Default: the op in snake_case, then _1, _2, ...",
+        pattern=NODE_NAME_PATTERN,
+        description="Identifier, unique in its graph; the attribute name of the "
+        "module, as the reference library spells it (LayerNorm, self). Default: the "
+        "op in snake_case, then _1, _2, ...",
     )
     in_: Refs | None = Field(
         None,

@@ -9,11 +9,19 @@ from functools import cache
 
 import torch.nn as nn
 
-__all__ = ["Namespace", "class_name_problem", "name_problem", "snake_case"]
+__all__ = [
+    "Namespace",
+    "class_name_problem",
+    "local_name",
+    "name_problem",
+    "node_name_problem",
+    "snake_case",
+]
 
 _SPECIAL = {"PReLU": "prelu", "RReLU": "rrelu"}
 _ACRONYM_WORDS = (("ReLU", "Relu"), ("SiLU", "Silu"))
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+_ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
 
 # Attributes of nn.Module that a submodule of the same name would hide or break.
@@ -58,6 +66,43 @@ def name_problem(name: str, *, attribute: bool = True) -> str | None:
     if attribute and name in _MODULE_ATTRIBUTES:
         return f"would hide nn.Module.{name}"
     return None
+
+
+def node_name_problem(name: str, *, attribute: bool = True) -> str | None:
+    """Why ``name`` cannot name a node, or None if it can.
+
+    A node's name is the attribute of its module as the reference library spells it
+    (``LayerNorm``, ``self``, ``output``): any identifier that is safe as an attribute
+    of an nn.Module. In ``forward`` its value is held in a local of its own
+    (``local_name``), so names the generated code uses are fine here.
+    """
+    if not _ATTRIBUTE.fullmatch(name):
+        return "is not an identifier (letters, digits and _, not starting with a digit)"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name.startswith("__"):
+        return "starts with a double underscore"
+    if attribute and name in _MODULE_ATTRIBUTES:
+        return f"would hide nn.Module.{name}"
+    return None
+
+
+def local_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """The local variable of ``forward`` that holds node ``name``'s value.
+
+    The name itself where it is a fine local already; else its snake case
+    (``LayerNorm`` -> ``layer_norm``), with ``_`` appended while it is a name the
+    generated code uses, a builtin, a keyword or one of ``taken`` (the inputs of
+    ``forward``): ``self`` -> ``self_``, ``input`` -> ``input_``.
+
+    >>> local_name("LayerNorm"), local_name("self"), local_name("x", {"x"})
+    ('layer_norm', 'self_', 'x_')
+    """
+    local = name if _IDENTIFIER.fullmatch(name) else snake_case(name)
+    # Ends: a lowercase identifier ending in _ is no builtin or keyword.
+    while local in taken or name_problem(local, attribute=False) is not None:
+        local += "_"
+    return local
 
 
 def class_name_problem(name: str) -> str | None:

@@ -37,6 +37,9 @@ _PATTERN_MEANING = {
         "a lowercase identifier (lowercase letters, digits and _, not starting with "
         "a digit)"
     ),
+    r"^[A-Za-z_][A-Za-z0-9_]*$": (
+        "an identifier (letters, digits and _, not starting with a digit)"
+    ),
     r"^[A-Z][A-Za-z0-9_]*$": (
         "a CapWords identifier starting with an uppercase letter (e.g. MyNet)"
     ),

@@ -15,7 +15,13 @@ from ...spec.model import DTYPES, BlockParam, NodeSpec, SeqNodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..hints import inputs_by_name, unknown_op_hint
 from ..ir import CompileContext, GraphTemplate, NodeTemplate, ParamDecl, TensorDecl
-from ..names import Namespace, class_name_problem, name_problem, snake_case
+from ..names import (
+    Namespace,
+    class_name_problem,
+    name_problem,
+    node_name_problem,
+    snake_case,
+)
 from ..ops import (
     SEQUENTIAL,
     OpInfo,
@@ -73,14 +79,16 @@ class _Lowering(References):
         if len(set(inputs)) != len(inputs):
             self.error(input_path, "input names must be unique")
 
-        namespace = Namespace(set(inputs) | set(params))
+        # Params are not in this namespace: a param ``dropout`` leaves the default
+        # name of the first Dropout node ``dropout`` (the two never meet in the code).
+        namespace = Namespace(set(inputs))
         explicit: dict[str, tuple] = {}
         for i, raw in enumerate(layers):
             if isinstance(raw, NodeSpec) and raw.name is not None:
                 path = (*base, "layers", i, "name")
                 # Attribute names (nn.Module's) are checked once the op is known:
                 # a function node's name is only a local variable of forward.
-                problem = name_problem(raw.name, attribute=False)
+                problem = node_name_problem(raw.name, attribute=False)
                 if problem:
                     self.error(path, f"node name {raw.name!r} {problem}")
                 elif raw.name in explicit:
@@ -91,10 +99,6 @@ class _Lowering(References):
                     )
                 elif raw.name in inputs:
                     self.error(path, f"node name {raw.name!r} is already an input name")
-                elif raw.name in params:
-                    self.error(
-                        path, f"node name {raw.name!r} is already a parameter name"
-                    )
                 explicit[raw.name] = path
                 namespace.reserve(raw.name)
 
@@ -170,8 +174,8 @@ class _Lowering(References):
                 return None
             default = snake_case(raw.op)
             if raw.name is not None and op.kind != "function":
-                problem = name_problem(raw.name)
-                if problem and not name_problem(raw.name, attribute=False):
+                problem = node_name_problem(raw.name)
+                if problem and not node_name_problem(raw.name, attribute=False):
                     self.error(
                         (*path, "name"),
                         f"node name {raw.name!r} {problem}: a {op.kind} node's name "
@@ -180,11 +184,11 @@ class _Lowering(References):
         else:
             default = "use"
             if raw.use is not None:
-                problem = name_problem(raw.use)
+                problem = node_name_problem(raw.use)
                 if problem:
                     self.error((*path, "use"), f"use: {raw.use!r} {problem}")
                     return None
-                default = raw.use
+                default = snake_case(raw.use)
             if extras or raw.args:
                 key = next(iter(extras), "args")
                 self.error(

@@ -166,20 +166,20 @@ HEAD = "nnspec: 1\nname: Net\ninputs: {x: [4]}\n"
             "layers:\n  - {op: ReLU, name: fc}\n  - {use: fc-}\n",
             6,
             11,
-            ["use: 'fc-'", "is not a lowercase identifier"],
+            ["use: 'fc-'", "is not an identifier"],
         ),
         (
             'layers:\n  - {op: ReLU, name: fc}\n  - {use: "fc\\n"}\n',
             6,
             11,
-            ["use: 'fc\\n'", "is not a lowercase identifier"],
+            ["use: 'fc\\n'", "is not an identifier"],
         ),
         # A trailing newline passes a pattern ending in $ in Python, not in JSON Schema.
         (
             'layers:\n  - {op: ReLU, name: "a\\n"}\n',
             5,
             22,
-            ["layers[0].name", "lowercase identifier", "'a\\n'"],
+            ["layers[0].name", "an identifier", "'a\\n'"],
         ),
         (
             'blocks:\n  B:\n    inputs: ["x\\n"]\n    layers: [ReLU]\nlayers: [B]\n',

@@ -29,7 +29,7 @@ def test_all_structural_errors_are_reported_together() -> None:
         "name: lowercase\n"
         "inputs: {x: [3, 0]}\n"
         "layers:\n"
-        "  - {op: Conv2d, name: Conv1}\n"
+        "  - {op: Conv2d, name: Conv-1}\n"
         "  - {op: 5}\n"
     )
     err = errors(text)
@@ -39,7 +39,7 @@ def test_all_structural_errors_are_reported_together() -> None:
     assert "expected 1, received number 2" in text_all
     assert "CapWords" in text_all
     assert "expected at least 1, received 0" in text_all
-    assert "lowercase identifier" in text_all
+    assert "expected an identifier" in text_all
     assert "received number 5" in text_all
     assert str(err).count("v.yaml:") == 5
 

@@ -15,6 +15,7 @@ from typing import Any
 from ...expressions import Val, is_const, literal_ast
 from ...ir import ModuleDef, NodeTemplate
 from ...meta import module_facts
+from ...names import local_name
 from ...op_table import record_of
 from ...ops import OpInfo, arguments_of
 from .state import GraphState, Walk
@@ -28,7 +29,7 @@ def code(state: GraphState, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
         return literal_ast(val.value)
     if val.sym is not None:
         return val.sym
-    name = state.names.fresh(f"{node.name}_{arg}")
+    name = state.names.fresh(f"{local_name(node.name)}_{arg}")
     state.hoisted.append((name, Val(val.value, None)))
     return ast.Name(name, ast.Load())
 
@@ -37,7 +38,7 @@ def forward_code(state: GraphState, node: NodeTemplate, arg: str, val: Val) -> a
     """The expression for a function argument used in forward."""
     if not state.symbolic or is_const(val.sym):
         return literal_ast(val.value)
-    attr = state.names.fresh(f"{node.name}_{arg}")
+    attr = state.names.fresh(f"{local_name(node.name)}_{arg}")
     state.attributes.append((attr, code(state, node, arg, val)))
     return ast.Attribute(ast.Name("self", ast.Load()), attr, ast.Load())
 

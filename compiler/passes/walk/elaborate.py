@@ -34,7 +34,6 @@ from .state import (
     GraphState,
     Walk,
     bounded,
-    count,
     evaluate,
     grow,
 )
@@ -95,10 +94,11 @@ def function_node(
     for k in range(n or 1):
         extra = {"i": const(k)} if n is not None else None
         args, kwargs = evaluate_node_args(walk, state, node, extra)
-        if k > 0:
+        if k > 0:  # the copy chains the first input; the others go to every copy
             assert value is not None
-            values = [value]
-            refs = [Ref(state.calls[-1].node)]
+            values = [value, *values[1:]] if isinstance(values, list) else [value]
+            chained = Ref(state.calls[-1].node)
+            refs = [chained, *refs[1:]] if isinstance(refs, list) else [chained]
         check_function_limits(walk, node, values, args, kwargs)
         try:
             value = function_shape(walk, node, values, args, kwargs)
@@ -165,6 +165,9 @@ def module_node(
     assert node.op is not None
     if n is not None and n > 1:
         _check_repeat_inputs(walk, node, values)
+    # A repeat chains its first input; the others (side inputs: an attention mask)
+    # go to every copy, and the copies are called in a loop.
+    side = values[1:] if n is not None and isinstance(values, list) else []
     copies: list[ModuleDef] = []
     outputs: list[Value] = []
     value: Value | None = None
@@ -174,7 +177,7 @@ def module_node(
         if k > 0:
             if not isinstance(value, TensorValue):
                 raise error(walk.doc, node, "repeats, so it must return one tensor")
-            values = [value]
+            values = [value, *side]
         before = state.size
         mdef, value, bound = _module(walk, state, node, values, extra)
         copies.append(mdef)
@@ -191,16 +194,25 @@ def module_node(
         kind = CallKind.REPEAT
         for k, copy in enumerate(copies):
             copy.name = str(k)
+        container = "ModuleList" if side else "Sequential"
+        items = _copies_code(walk, state, node, copies, outputs)
+        if side:  # nn.ModuleList([a, b]), or of a generator alone
+            only = items[0] if len(items) == 1 else None
+            items = [
+                only.value
+                if isinstance(only, ast.Starred)
+                else ast.List(items, ast.Load())
+            ]
         module = ModuleDef(
             name=node.name,
             op=node.op,
             ctor=ast.Call(
-                ast.Attribute(ast.Name("nn", ast.Load()), "Sequential", ast.Load()),
-                _copies_code(walk, state, node, copies, outputs),
+                ast.Attribute(ast.Name("nn", ast.Load()), container, ast.Load()),
+                items,
                 [],
             ),
             line=copies[0].line,
-            value_class="Sequential",
+            value_class=container,
             children=copies,
             num_params=sum(c.num_params for c in copies),
         )
@@ -218,6 +230,7 @@ def module_node(
             kwargs=[],
             value=value,
             op=node.op.name,
+            loop=bool(side),
         )
     )
     return value
@@ -437,23 +450,15 @@ def _generated(ctor: ast.expr, count: ast.expr) -> ast.expr:
 
 
 def _check_repeat_inputs(walk: Walk, node: NodeTemplate, values: Values) -> None:
-    """Each copy of a repeat after the first takes the previous copy's output as
-    its one input: a node of several inputs cannot repeat."""
-    assert node.op is not None
-    if node.op.kind == "block":
-        names = walk.blocks[node.op.name].inputs
-        what = f"block {node.op.name} takes {count(len(names), 'input')}"
-        what += f" ({', '.join(names)})"
-    else:
-        names = [str(k) for k in range(len(values))]
-        what = f"it is given {count(len(names), 'input')}"
-    if len(names) > 1:
+    """Each copy of a repeat after the first takes the previous copy's output as its
+    first input, and the same side inputs as the first: the inputs of a repeated
+    node are written as a list, the chained one first."""
+    if isinstance(values, dict) and len(values) > 1:
         raise walk.doc.error(
-            (*node.path, "repeat"),
-            f"{node.label}: {what}, but a repeat chains its copies: each copy "
-            "after the first takes the previous copy's output as its only input; "
-            "repeat a node of one input, or write the copies as separate nodes",
-            key=True,
+            (*node.path, "in"),
+            f"{node.label}: a repeat chains its copies through its first input and "
+            "passes the others to every copy, so its inputs are a list with the "
+            "chained one first, not a mapping",
         )
 
 
