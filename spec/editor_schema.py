@@ -225,10 +225,36 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = [
         # A node is a call of an op or of an earlier node's module, never both.
         {"not": {"required": ["op", "use"]}},
-        {"anyOf": [{"required": ["op"]}, {"required": ["use"]}]},
+        {
+            "anyOf": [
+                {"required": ["op"]},
+                {"required": ["use"]},
+                {"required": ["param"]},
+                {"required": ["buffer"]},
+            ]
+        },
         {
             "if": {"required": ["use"]},
             "then": {"propertyNames": {"enum": ["use", "name", "in"]}},
+        },
+        # A bare parameter or buffer: a named tensor, with its own few keys.
+        {
+            "if": {"required": ["param"]},
+            "then": {
+                "required": ["name"],
+                "propertyNames": {
+                    "enum": ["name", "param", "init", "dtype", "requires_grad"]
+                },
+            },
+        },
+        {
+            "if": {"required": ["buffer"]},
+            "then": {
+                "required": ["name"],
+                "propertyNames": {
+                    "enum": ["name", "buffer", "init", "dtype", "persistent"]
+                },
+            },
         },
         {
             "properties": {
