@@ -71,6 +71,7 @@ class _Builder:
             if s.outputs_kind == "tuple":
                 title = f"output {s.outputs.index(out)}"
             self.add(DiagramNode(node_id, NodeKind.OUTPUT, title, "", out.value), root)
+            self.tensor(env, out.ref.split(".")[0], root)
             self.connect(self.resolve(env, out.ref), node_id)
         self.link_shared(root)
         t = s.totals
@@ -87,6 +88,8 @@ class _Builder:
     ) -> None:
         for row in rows:
             self.rows[row.name] = row
+            for ref in row.inputs:
+                self.tensor(env, ref.split(".")[0], cluster)
             sources = [self.resolve(env, ref) for ref in row.inputs]
             if row.kind.opens and row.children and depth > 0:
                 sub = Cluster(f"cluster_{row.name}", row.node, _op_text(row))
@@ -118,6 +121,16 @@ class _Builder:
                 self.uses.setdefault(row.module, []).append(row.name)
             elif row.module is not None:
                 self.callers[row.module] = (row.name, cluster, False)
+
+    def tensor(self, env: _Env, name: str, cluster: Cluster) -> None:
+        """A name no node or input gives is a tensor the module holds (``param:``,
+        ``buffer:``): one box, where it is first read."""
+        if name in env:
+            return
+        prefix = cluster.id.removeprefix("cluster_")
+        node_id = f"tensor:{prefix}.{name}" if prefix else f"tensor:{name}"
+        self.add(DiagramNode(node_id, NodeKind.TENSOR, name, "tensor", None), cluster)
+        env[name] = _Source(node_id, None)
 
     @staticmethod
     def resolve(env: _Env, ref: str) -> _Source:

@@ -27,6 +27,7 @@ _STYLE = {
     NodeKind.REPEAT: _style("box", "rounded,filled,bold", "#e6eefc", "#5b7db5"),
     NodeKind.USE: _style("box", "rounded,filled,dashed", "#fff6dc", "#b35a5a"),
     NodeKind.SHARED: _style("cylinder", "filled", "#fbe3e3", "#b35a5a"),
+    NodeKind.TENSOR: _style("box", "filled", "#fff6dc", "#b39a5a"),
 }
 _FROZEN = 'fillcolor="#e4e4e4", fontcolor="#555555"'
 _CLUSTER_FILLS = ("#f4f7fc", "#eaf0f9", "#dfe8f5")

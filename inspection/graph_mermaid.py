@@ -37,6 +37,7 @@ _MERMAID_SHAPES = {
     NodeKind.INPUT: ('(["', '"])'),
     NodeKind.OUTPUT: ('(["', '"])'),
     NodeKind.SHARED: ('[("', '")]'),
+    NodeKind.TENSOR: ('[/"', '"/]'),
     NodeKind.FUNCTION: ('("', '")'),
 }
 

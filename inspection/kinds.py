@@ -31,6 +31,7 @@ class NodeKind(str, Enum):
     INPUT = "input"
     OUTPUT = "output"
     SHARED = "shared"  # the module a shared layer's calls share, drawn once
+    TENSOR = "tensor"  # a bare parameter or buffer, drawn where a node reads it
 
     def __str__(self) -> str:
         return self.value

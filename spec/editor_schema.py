@@ -240,6 +240,25 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
             "if": {"required": ["use"]},
             "then": {"propertyNames": {"enum": ["use", "name", "in"]}},
         },
+        # A bare parameter or buffer: a named tensor, with its own few keys.
+        {
+            "if": {"required": ["param"]},
+            "then": {
+                "required": ["name"],
+                "propertyNames": {
+                    "enum": ["name", "param", "init", "dtype", "requires_grad"]
+                },
+            },
+        },
+        {
+            "if": {"required": ["buffer"]},
+            "then": {
+                "required": ["name"],
+                "propertyNames": {
+                    "enum": ["name", "buffer", "init", "dtype", "persistent"]
+                },
+            },
+        },
         {
             "properties": {
                 "op": {

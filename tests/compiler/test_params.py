@@ -425,3 +425,18 @@ replace:
     assert model.head.weight is model.fc[1].weight
     x = torch.randn(2, 4, 8)
     assert torch.equal(model(x), model.head(model.fc(x + 1)))
+
+
+def test_the_graph_draws_a_param_where_nodes_read_it() -> None:
+    from nnspec.inspection.graph_build import build_diagram
+    from nnspec.inspection.kinds import NodeKind
+
+    diagram = build_diagram(compile_text(LAYER_SCALE).summary(), depth=1)
+    tensors = [n for n in diagram.nodes.values() if n.kind is NodeKind.TENSOR]
+    assert sorted(n.id for n in tensors) == [
+        "tensor:stage1.gamma",
+        "tensor:stage2.gamma",
+    ]
+    assert ("tensor:stage1.gamma", "stage1.mul") in {
+        (e.src, e.dst) for e in diagram.edges
+    }
