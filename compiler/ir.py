@@ -82,6 +82,8 @@ class NodeTemplate:
     repeat: Any = None
     weights: Any = None  # WeightsSpec for this node's module
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
+    like: Ref | None = None  # a creation op's device: that of this value
+    call: dict[str, Any] | None = None  # keyword arguments of a module's forward
 
     @property
     def op_name(self) -> str:
@@ -190,6 +192,7 @@ class Call:
     op: str
     file: str = ""  # the spec file the node was written in, when it differs by node
     kind: CallKind = CallKind.MODULE
+    leading: int = 0  # how many of ``args`` come before the inputs (einsum)
 
 
 @dataclass

@@ -25,6 +25,9 @@ class TensorValue:
     dtype: torch.dtype
     sym: tuple[ast.expr | None, ...]
     batch_dim: int | None = 0
+    #: Per dimension, the name of a size known only at run time (an input's
+    #: named dimension); empty where none is.
+    dynamic: tuple[str | None, ...] = ()
 
     @staticmethod
     def make(
