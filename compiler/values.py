@@ -86,7 +86,11 @@ class TupleValue:
     items: tuple[Value, ...]
 
     def render(self) -> str:
-        return "(" + ", ".join(v.render() for v in self.items) + ")"
+        return (
+            "("
+            + ", ".join("None" if v is None else v.render() for v in self.items)
+            + ")"
+        )
 
 
 Value = TensorValue | TupleValue

@@ -251,3 +251,9 @@ def test_a_run_time_value_where_it_cannot_go(
     body: str, line: int, column: int, words: list[str]
 ) -> None:
     expect_error(body, line, column, *words)
+
+
+def test_summary_shows_an_output_that_call_leaves_out() -> None:
+    text = str(compile_text(POSITIONS).summary())
+    assert "([B,16,8], None)" in text
+    assert "arange" in text and "tril" in text
