@@ -84,6 +84,11 @@ class NodeTemplate:
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
     like: Ref | None = None  # a creation op's device: that of this value
     call: dict[str, Any] | None = None  # keyword arguments of a module's forward
+    #: A seq node's children, in order (its op is nn.Sequential); None otherwise.
+    seq: list[NodeTemplate] | None = None
+    #: A seq child's key as written (a template of ``i`` for a repeated child);
+    #: None: its position.
+    key: str | None = None
 
     @property
     def op_name(self) -> str:
@@ -175,6 +180,7 @@ class ModuleDef:
     num_params: int = 0
     # Submodules replaced after construction: (dotted path inside, constructor).
     patches: list[tuple[str, ast.expr]] = field(default_factory=list)
+    seq: bool = False  # a seq node's nn.Sequential: children of their own kinds
 
 
 @dataclass

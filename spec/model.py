@@ -16,6 +16,7 @@ __all__ = [
     "InputSpec",
     "NodeSpec",
     "ParamValue",
+    "SeqNodeSpec",
     "SpecModel",
     "WeightsSpec",
     "dim_names",
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+#: A name in a seq: an identifier, or for a repeated child a template of the copy's
+#: index (``denselayer${i + 1}``).
+SEQ_NAME_PATTERN = r"^([a-z_][a-z0-9_]*|[a-z0-9_]*(\$\{[^}]+\}[a-z0-9_]*)+)$"
 CLASS_PATTERN = r"^[A-Z][A-Za-z0-9_]*$"
 
 DType = Literal[
@@ -149,10 +153,29 @@ class NodeSpec(BaseModel):
         description="For a module node: keyword arguments of its forward "
         "(need_weights: false); values may be expressions, run-time sizes included.",
     )
+    seq: list[SeqItem] | None = Field(
+        None,
+        description="An nn.Sequential of these nodes, chained in order (instead of "
+        "'op'); children are numbered 0, 1, ... unless named.",
+    )
+
+
+class SeqNodeSpec(NodeSpec):
+    """A child of a seq node: a node without 'in' or 'use', whose name may be a
+    template of the copy's index when it repeats."""
+
+    name: str | None = Field(
+        None,
+        pattern=SEQ_NAME_PATTERN,
+        description="Key of the child in the nn.Sequential; default: its position. A "
+        "repeated child may name its copies with ${i} (denselayer${i + 1}).",
+    )
 
 
 Node = Annotated[str, Field(min_length=1)] | NodeSpec
+SeqItem = Annotated[str, Field(min_length=1)] | SeqNodeSpec
 NodeSpec.model_rebuild()
+SeqNodeSpec.model_rebuild()
 
 
 class BlockParam(_Strict):
