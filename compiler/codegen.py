@@ -8,7 +8,7 @@ import textwrap
 import tokenize
 
 from .codegen_hoist import Hoisted, hoist
-from .codegen_locals import forward_locals
+from .codegen_locals import forward_locals, localised
 from .graph import Call, ClassIR, CtorParam, InitStatement, Ref
 from .ir import ModuleDef
 from .names import Namespace
@@ -372,8 +372,9 @@ class _ClassWriter:
             ]
             args = [ast.List(values, ast.Load())] if call.sequence else values
             keywords = []
-        args += call.args
-        keywords += [ast.keyword(k, v) for k, v in call.kwargs]
+        extra = [localised(a, self.var) for a in call.args]
+        args = extra[: call.leading] + args + extra[call.leading :]
+        keywords += [ast.keyword(k, localised(v, self.var)) for k, v in call.kwargs]
         return ast.Call(ast.Name(call.callee, ast.Load()), args, keywords)
 
     def emit_call(self, call: Call) -> None:

@@ -9,13 +9,55 @@ value needed later (the shortcut of a residual block). The last statement's valu
 
 from __future__ import annotations
 
+import ast
+import copy
 from dataclasses import dataclass
 
 from .graph import Call, ClassIR, Ref
 from .names import Namespace, local_name
 from .values import TupleValue
 
-__all__ = ["ForwardLocals", "forward_locals"]
+__all__ = ["ForwardLocals", "forward_locals", "localised", "runtime_reads"]
+
+#: The attributes of a value that forward reads at run time (``x.shape[0]``, the
+#: device of ``like:``).
+_READ = ("shape", "device")
+
+
+def _read_names(tree: ast.AST) -> list[ast.Name]:
+    return [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and n.attr in _READ
+        and isinstance(n.value, ast.Name)
+        and n.value.id != "self"
+    ]
+
+
+def runtime_reads(call: Call) -> list[str]:
+    """The values whose sizes or device a call's arguments read at run time."""
+    trees = [*call.args, *(v for _, v in call.kwargs)]
+    return [n.id for tree in trees for n in _read_names(tree)]
+
+
+def localised(tree: ast.expr, names: dict[str, str]) -> ast.expr:
+    """An argument with the values it reads at run time named by their locals."""
+    if not _read_names(tree):
+        return tree
+
+    class Rename(ast.NodeTransformer):
+        def visit_Attribute(self, n: ast.Attribute) -> ast.AST:
+            if (
+                n.attr in _READ
+                and isinstance(n.value, ast.Name)
+                and n.value.id != "self"
+            ):
+                value = ast.Name(names.get(n.value.id, n.value.id), ast.Load())
+                return ast.Attribute(value, n.attr, ast.Load())
+            return self.generic_visit(n)
+
+    return Rename().visit(copy.deepcopy(tree))
 
 
 @dataclass
@@ -53,6 +95,8 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
     for j, call in enumerate(calls):
         for ref in _refs(call):
             uses.setdefault(ref.name, []).append(j)
+        for name in runtime_reads(call):
+            uses.setdefault(name, []).append(j)
     outputs = {ref.name for ref in cls.outputs.refs}
     for ref in cls.outputs.refs:
         uses.setdefault(ref.name, []).append(len(calls))

@@ -47,15 +47,26 @@ __all__ = [
     "literal_ast",
     "parse_expression",
     "resolve_value",
+    "runtime_size",
+    "training_val",
 ]
 
 
 @dataclass(frozen=True)
 class Val:
-    """A value, and its symbolic form (None where it cannot be written in the class's terms)."""
+    """A value, and its symbolic form (None where it cannot be written in the class's terms).
+
+    A value known only at run time (the batch size, a named input size, the
+    module's mode) also has ``runtime``: the expression ``forward`` computes it
+    with (``x.shape[0]``, ``self.training``), where ``value`` is its example for
+    shape inference. The values of compile-time operands inside it are the
+    placeholders ``holes`` (name -> Val), written into forward where it is made.
+    """
 
     value: Any
     sym: ast.expr | None
+    runtime: ast.expr | None = None
+    holes: tuple[tuple[str, Val], ...] = ()
 
 
 def literal_ast(value: Any) -> ast.expr:
@@ -98,12 +109,31 @@ def is_const(sym: ast.expr | None) -> bool:
     )
 
 
+_HOLES = itertools.count()
+
+#: The module's mode in a graph's expressions: ``self.training`` in forward; its
+#: example value for shape inference is evaluation mode.
+TRAINING = "training"
+
+
+def training_val() -> Val:
+    attr = ast.Attribute(ast.Name("self", ast.Load()), TRAINING, ast.Load())
+    return Val(False, None, attr)
+
+
+def runtime_size(ref: str, k: int, example: int) -> Val:
+    """``ref.shape[k]``, read in forward: a size known only at run time."""
+    shape = ast.Attribute(ast.Name(ref, ast.Load()), "shape", ast.Load())
+    return Val(example, None, ast.Subscript(shape, ast.Constant(k), ast.Load()))
+
+
 class Scope:
     """What names mean inside an expression.
 
     ``values`` maps params (and the repeat index ``i``) to Vals; ``shape_of``
     answers ``ref.shape`` for node and input names (a tuple of Vals per dim, the
-    batch dimension first), or raises ExpressionError.
+    batch dimension first), or raises ExpressionError. In a graph's scope
+    (``runtime``), ``training`` is the module's mode.
     """
 
     def __init__(
@@ -111,13 +141,15 @@ class Scope:
         values: dict[str, Val],
         shape_of: Callable[[str], list[Val | None]] | None = None,
         refs: Callable[[], list[str]] | None = None,
+        runtime: bool = False,
     ) -> None:
         self.values = values
         self.shape_of = shape_of
         self.refs = refs or (lambda: [])
+        self.runtime = runtime
 
     def child(self, extra: dict[str, Val]) -> Scope:
-        return Scope({**self.values, **extra}, self.shape_of, self.refs)
+        return Scope({**self.values, **extra}, self.shape_of, self.refs, self.runtime)
 
     def names(self) -> list[str]:
         return sorted(set(self.values) | set(self.refs()))
@@ -138,6 +170,8 @@ class _Evaluator:
     def eval_Name(self, node: ast.Name) -> Val:
         if node.id in self.scope.values:
             return self.scope.values[node.id]
+        if node.id == TRAINING and self.scope.runtime:
+            return training_val()
         if node.id in (
             "True",
             "False",
@@ -209,6 +243,8 @@ class _Evaluator:
             if result is None and (not val.value if is_and else val.value):
                 result = val
         chosen = result if result is not None else vals[-1]
+        if any(v.runtime is not None for v in vals):
+            return _at_run_time(chosen.value, vals, lambda s: ast.BoolOp(node.op, s))
         # Symbolic form: the whole expression when every operand has one.
         if all(v.sym is not None for v in vals) and not all(
             is_const(v.sym) for v in vals
@@ -240,13 +276,21 @@ class _Evaluator:
     def eval_IfExp(self, node: ast.IfExp) -> Val:
         test = self.run(node.test)
         taken = self.run(node.body if test.value else node.orelse)
-        if is_const(test.sym):
+        if test.runtime is None and is_const(test.sym):
             return taken
         try:
             other = self.run(node.orelse if test.value else node.body)
         except ExpressionError:
+            if test.runtime is not None:
+                raise
             return Val(taken.value, None)
         body, orelse = (taken, other) if test.value else (other, taken)
+        if any(v.runtime is not None for v in (test, body, orelse)):
+            return _at_run_time(
+                taken.value,
+                [test, body, orelse],
+                lambda s: ast.IfExp(s[0], s[1], s[2]),
+            )
         if test.sym is None or body.sym is None or orelse.sym is None:
             return Val(taken.value, None)
         return Val(taken.value, ast.IfExp(test.sym, body.sym, orelse.sym))
@@ -310,6 +354,8 @@ class _Evaluator:
                 f"(batch included), so k must be in 1..{len(dims) - 1}"
             )
         dim = dims[k]
+        if dim is not None and dim.runtime is not None:
+            return dim
         if dim is None:
             raise ExpressionError(
                 f"{ast.unparse(node)!r} is the batch dimension, which is not a number "
@@ -323,11 +369,34 @@ def _combine(
 ) -> Val:
     """The result's symbolic form: a literal when the operands are literals, the
     operation over their forms when all have one, else None."""
+    if any(v.runtime is not None for v in operands):
+        return _at_run_time(value, operands, build)
     if all(is_const(v.sym) for v in operands):
         return const(value)
     if any(v.sym is None for v in operands):
         return Val(value, None)
     return Val(value, build([v.sym for v in operands]))  # type: ignore[misc]
+
+
+def _at_run_time(
+    value: Any, operands: list[Val], build: Callable[[list[ast.expr]], ast.expr]
+) -> Val:
+    """A value computed in forward from operands of which one at least is known only
+    at run time: the operation over their forward forms (a literal, or a hole for a
+    compile-time value that is not one)."""
+    forms: list[ast.expr] = []
+    holes: list[tuple[str, Val]] = []
+    for v in operands:
+        if v.runtime is not None:
+            forms.append(v.runtime)
+            holes += v.holes
+        elif is_const(v.sym):
+            forms.append(literal_ast(v.value))
+        else:
+            hole = f"__hole{next(_HOLES)}__"
+            forms.append(ast.Name(hole, ast.Load()))
+            holes.append((hole, v))
+    return Val(value, None, build(forms), tuple(holes))
 
 
 def _integer_sum(result: Val, operands: list[Val]) -> Val:
@@ -422,6 +491,10 @@ def resolve_value(raw: Any, scope: Scope) -> Val:
                 )
             pieces.append(piece)
         text = "".join(pieces)
+        if any(v.runtime is not None for v in vals):
+            raise ExpressionError(
+                f"{raw!r} writes a value known only at run time into text"
+            )
         return const(text) if all(is_const(v.sym) for v in vals) else Val(text, None)
     if isinstance(raw, list):
         items = [resolve_value(v, scope) for v in raw]

@@ -83,6 +83,8 @@ class NodeTemplate:
     repeat: Any = None
     weights: Any = None  # WeightsSpec for this node's module
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
+    like: Ref | None = None  # a creation op's device: that of this value
+    call: dict[str, Any] | None = None  # keyword arguments of a module's forward
     #: A seq node's children, in order (its op is nn.Sequential); None otherwise.
     seq: list[NodeTemplate] | None = None
     #: A seq child's key as written (a template of ``i`` for a repeated child);
@@ -221,6 +223,7 @@ class Call:
     # A repeat with side inputs: its copies are an nn.ModuleList, called in a loop
     # (``for layer in self.layer: x = layer(x, mask)``).
     loop: bool = False
+    leading: int = 0  # how many of ``args`` come before the inputs (einsum)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from .shape_rules import Rule
 
 __all__ = [
     "ARG_LIMITS",
+    "CREATION_OPS",
     "MAX_ELEMENTS",
     "MAX_LAYERS",
     "OPS",
@@ -118,6 +119,12 @@ class OpRecord:
     positional: frozenset[str] = POSITIONAL_NAMES
     sequence: bool = False  # takes its tensor inputs as one list (cat, stack)
     limits: Mapping[str, Limit] = field(default_factory=dict)
+    #: How many positional arguments come before the tensor inputs (einsum's
+    #: equation).
+    leading: int = 0
+    #: Makes a tensor from its arguments alone (arange, ones): takes no input
+    #: by default, and ``like:`` gives its device.
+    creation: bool = False
 
     @property
     def rule_name(self) -> str:
@@ -149,6 +156,19 @@ class OpRecord:
         return found
 
 
+#: Functions that make a tensor from their arguments alone.
+CREATION_OPS = (
+    "arange",
+    "ones",
+    "zeros",
+    "full",
+    "empty",
+    "eye",
+    "linspace",
+    "rand",
+    "randn",
+)
+
 #: The table: op name -> record, for torch.nn layers (CapWords) and functions.
 OPS: dict[str, OpRecord] = {}
 _NO_FACTS: dict[tuple[str, str], OpRecord] = {}
@@ -162,6 +182,8 @@ def define_op(
     rule_params: tuple[tuple[str, Any], ...] = (),
     sequence: bool = False,
     limits: Mapping[str, Limit] | None = None,
+    leading: int = 0,
+    creation: bool = False,
 ) -> OpRecord:
     """Add facts to the record of op ``name``, making it on first use. A fact may be
     given once: a second rule (or second limits) for the same op is a mistake here."""
@@ -182,6 +204,10 @@ def define_op(
         changes["rule_params"] = rule_params
     if sequence:
         changes["sequence"] = True
+    if leading:
+        changes["leading"] = leading
+    if creation:
+        changes["creation"] = True
     if limits is not None:
         assert not record.limits, f"{name} has two sets of limits"
         changes["limits"] = dict(limits)
@@ -284,6 +310,9 @@ for _name in ("cat", "concat", "concatenate"):
     define_op(_name, rule=rules.cat, rule_params=(("dim", 0),))
 for _name in _SEQUENCE_FUNCTIONS:
     define_op(_name, sequence=True)
+define_op("einsum", leading=1)
+for _name in CREATION_OPS:
+    define_op(_name, creation=True)
 define_op("Upsample", rule=rules.upsample)
 # Ops that only move, split or drop dimensions: their sizes stay symbolic.
 define_op("permute", rule=layout.permute, rule_params=(("dims", None),))

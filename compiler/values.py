@@ -25,6 +25,9 @@ class TensorValue:
     dtype: torch.dtype
     sym: tuple[ast.expr | None, ...]
     batch_dim: int | None = 0
+    #: Per dimension, the name of a size known only at run time (an input's
+    #: named dimension); empty where none is.
+    dynamic: tuple[str | None, ...] = ()
 
     @staticmethod
     def make(
@@ -83,7 +86,11 @@ class TupleValue:
     items: tuple[Value, ...]
 
     def render(self) -> str:
-        return "(" + ", ".join(v.render() for v in self.items) + ")"
+        return (
+            "("
+            + ", ".join("None" if v is None else v.render() for v in self.items)
+            + ")"
+        )
 
 
 Value = TensorValue | TupleValue

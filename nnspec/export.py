@@ -130,18 +130,49 @@ def _random_like(tensor: torch.Tensor, shape: list[int]) -> torch.Tensor:
     return torch.randint(0, max(high, 1), shape, dtype=tensor.dtype)
 
 
-def _shapes(dynamic: dict[str, list[int]]) -> tuple[dict[int, Any], ...]:
+def named_dims(spec: Any) -> dict[tuple[str, int], str]:
+    """(input, dim) -> name, for the sizes the spec's inputs name (``{seq: 16}``)."""
+    model = spec.compiled.model
+    found: dict[tuple[str, int], str] = {}
+    for name, value in zip(model.inputs, model.input_values):
+        for d, dim in enumerate(getattr(value, "dynamic", ())):
+            if dim is not None:
+                found[(name, d)] = dim
+    return found
+
+
+def _with_named(spec: Any, dynamic: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The dynamic dims with every named size of the inputs added: those are
+    dynamic by declaration."""
+    merged = {name: list(dims) for name, dims in dynamic.items()}
+    for name, d in named_dims(spec):
+        dims = merged.setdefault(name, [0])
+        if d not in dims:
+            dims.append(d)
+    return merged
+
+
+def _shapes(
+    dynamic: dict[str, list[int]], named: dict[tuple[str, int], str] | None = None
+) -> tuple[dict[int, Any], ...]:
+    """torch.export's dynamic shapes: one Dim for the batch, one per named size
+    (shared by the inputs that name it), one per other dynamic dim."""
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=1 << 20)
+    by_name: dict[str, Any] = {}
     shapes = []
     for name, dims in dynamic.items():
-        shapes.append(
-            {
-                d: batch if d == 0 else Dim(f"{name}_dim{d}", min=1, max=1 << 20)
-                for d in dims
-            }
-        )
+        entry: dict[int, Any] = {}
+        for d in dims:
+            label = (named or {}).get((name, d))
+            if d == 0:
+                entry[d] = batch
+            elif label is not None:
+                entry[d] = by_name.setdefault(label, Dim(label, min=1, max=1 << 20))
+            else:
+                entry[d] = Dim(f"{name}_dim{d}", min=1, max=1 << 20)
+        shapes.append(entry)
     return tuple(shapes)
 
 
@@ -161,7 +192,7 @@ def export_model(
     from .runtime.settings import output_names
 
     outputs = output_names(spec)
-    dynamic = dynamic or {name: [0] for name in names}
+    dynamic = _with_named(spec, dynamic or {name: [0] for name in names})
     # The caller's random state is left as it was; the exporters' own deprecation
     # chatter is not shown.
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
@@ -187,7 +218,7 @@ def _export(
     report = ExportReport(target, fmt, names, outputs, dynamic, checked_with="")
     got: list[torch.Tensor] | None
     if fmt == "pt2":
-        program = _export_program(model, example, dynamic)
+        program = _export_program(model, example, dynamic, named_dims(spec))
         torch.export.save(program, str(target))
         loaded = torch.export.load(str(target))
         with torch.no_grad():
@@ -203,11 +234,17 @@ def _export(
 
 
 def _export_program(
-    model: nn.Module, example: list[torch.Tensor], dynamic: dict[str, list[int]]
+    model: nn.Module,
+    example: list[torch.Tensor],
+    dynamic: dict[str, list[int]],
+    named: dict[tuple[str, int], str] | None = None,
 ) -> Any:
     try:
         return torch.export.export(
-            model, tuple(example), dynamic_shapes=_shapes(dynamic), strict=False
+            model,
+            tuple(example),
+            dynamic_shapes=_shapes(dynamic, named),
+            strict=False,
         )
     except Exception as exc:  # torch's exporter errors are many kinds
         raise _export_failure("torch.export", exc, dynamic) from None

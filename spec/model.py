@@ -19,6 +19,8 @@ __all__ = [
     "SeqNodeSpec",
     "SpecModel",
     "WeightsSpec",
+    "dim_names",
+    "example_shape",
 ]
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -56,16 +58,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+#: A named input dimension, ``{seq: 16}``: a size known only at run time, with its
+#: example size for shape inference.
+NamedDim = Annotated[
+    dict[Annotated[str, Field(pattern=NAME_PATTERN)], Annotated[int, Field(ge=1)]],
+    Field(min_length=1, max_length=1),
+]
+InputDim = Annotated[int, Field(ge=1)] | NamedDim
+
+
 class InputSpec(_Strict):
     """An input of the model: its per-sample shape and dtype."""
 
-    shape: list[Annotated[int, Field(ge=1)]] = Field(
-        description="Per-sample shape, without the batch dimension; [] for one number."
+    shape: list[InputDim] = Field(
+        description="Per-sample shape, without the batch dimension; [] for one number. "
+        "A size may be named, {seq: 16}: known only at run time, 16 its example."
     )
     dtype: DType = Field("float32", description="Element type.")
 
 
-InputDecl = list[Annotated[int, Field(ge=1)]] | InputSpec
+InputDecl = list[InputDim] | InputSpec
+
+
+def example_shape(shape: list[Any]) -> list[int]:
+    """An input's per-sample shape with each named size as its example."""
+    return [next(iter(d.values())) if isinstance(d, dict) else d for d in shape]
+
+
+def dim_names(shape: list[Any]) -> list[str | None]:
+    """The name of each named size of an input's shape, None for a fixed one."""
+    return [next(iter(d)) if isinstance(d, dict) else None for d in shape]
 
 
 class WeightsSpec(_Strict):
@@ -137,6 +159,16 @@ class NodeSpec(BaseModel):
         None,
         description="Parameter of this node's module -> dotted path of a parameter "
         "elsewhere in the model that it shares (weight: transformer.wte.weight).",
+    )
+    like: Ref | None = Field(
+        None,
+        description="For a creation op (arange, ones, zeros, full, ...): the node or "
+        "input whose device the new tensor is made on.",
+    )
+    call: dict[str, Any] | None = Field(
+        None,
+        description="For a module node: keyword arguments of its forward "
+        "(need_weights: false); values may be expressions, run-time sizes included.",
     )
     seq: list[SeqItem] | None = Field(
         None,

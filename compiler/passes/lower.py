@@ -14,7 +14,14 @@ from ...spec.errors import suggest
 from ...spec.model import DTYPES, BlockParam, NodeSpec, SeqNodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..hints import inputs_by_name, unknown_op_hint
-from ..ir import CompileContext, GraphTemplate, NodeTemplate, ParamDecl, TensorDecl
+from ..ir import (
+    CompileContext,
+    GraphTemplate,
+    NodeTemplate,
+    ParamDecl,
+    Ref,
+    TensorDecl,
+)
 from ..names import (
     Namespace,
     class_name_problem,
@@ -22,6 +29,7 @@ from ..names import (
     node_name_problem,
     snake_case,
 )
+from ..op_table import CREATION_OPS, record_of
 from ..ops import (
     SEQUENTIAL,
     OpInfo,
@@ -213,7 +221,36 @@ class _Lowering(References):
             self.check_arguments(op, extras, path, label)
         if raw.use is not None:
             self.check_use(raw.use, (*path, "use"), defined, later)
-        refs = self.refs(raw.in_, (*path, "in"), defined, later, inputs, first, label)
+        creation = op is not None and record_of(op).creation
+        if creation and raw.in_ is None:
+            refs: list[Ref] | dict[str, Ref] | None = []  # made from its arguments
+        else:
+            refs = self.refs(
+                raw.in_, (*path, "in"), defined, later, inputs, first, label
+            )
+        like = None
+        if raw.like is not None:
+            if not creation:
+                self.error(
+                    (*path, "like"),
+                    f"{label}: like: gives the device of a tensor a creation op "
+                    f"makes ({', '.join(CREATION_OPS)}); {raw.op or 'use'} takes its "
+                    "device from its inputs",
+                    key=True,
+                )
+            else:
+                like = self.parse_ref(raw.like, (*path, "like"), defined, later, label)
+        if raw.call is not None and (
+            op is None or op.kind not in ("module", "factory")
+        ):
+            kind = "a use node" if op is None else f"a {op.kind} node"
+            self.error(
+                (*path, "call"),
+                f"{label}: call: gives keyword arguments to a module's forward; on "
+                f"{kind} write them "
+                + ("on the node it shares" if op is None else "as the node's keys"),
+                key=True,
+            )
         if op is not None and isinstance(raw.in_, dict):
             self.check_input_names(op, raw.in_, (*path, "in"), label)
         patch = None
@@ -241,6 +278,8 @@ class _Lowering(References):
             weights=raw.weights,
             patch=patch,
             tie=raw.tie,
+            like=like,
+            call=raw.call,
         )
 
     # -- seq nodes ------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ...spec.errors import SpecError
+from ...spec.model import example_shape
 from ..losses import CLASS_INDEX_LOSSES
 from ..settings import Settings
 from .samples import LabelRange
@@ -34,7 +35,7 @@ class ReaderBase:
                     decl.dtype,
                 )
             )
-            self.inputs[name] = (tuple(shape), getattr(torch, dtype))
+            self.inputs[name] = (tuple(example_shape(shape)), getattr(torch, dtype))
         self.targets: dict[str, Any] = {}
         for term in settings.losses:
             for name in term.data_names:

@@ -10,6 +10,7 @@ written anyway against the input, block params against their declarations.
 from __future__ import annotations
 
 import ast
+import copy
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from .types import expected_words, fits
 __all__ = [
     "bind_block_params",
     "bind_module_args",
+    "check_compile_time",
     "check_function_limits",
     "evaluate_node_args",
 ]
@@ -92,6 +94,42 @@ def _dtype_value(walk: Walk, node: NodeTemplate, val: Val) -> Val:
     return Val(dtype, getattr_call)
 
 
+def check_compile_time(
+    walk: Walk, node: NodeTemplate, val: Val, path: tuple, what: str
+) -> None:
+    """A value that must be known when the module is built: one known only at run
+    time (the batch size, a named input size, ``training``) is a located error."""
+    if val.runtime is None:
+        return
+    reads_mode = any(
+        isinstance(n, ast.Attribute) and n.attr == "training"
+        for n in ast.walk(val.runtime)
+    )
+    kind = (
+        "the module's mode (training), known only at run time"
+        if reads_mode
+        else "a size known only at run time (the batch or a named input size)"
+    )
+    raise walk.doc.error(
+        path,
+        f"{node.label}, {what}: {kind}, written {ast.unparse(_shown(val))} in "
+        f"forward; {what} must be known when the module is built: use it in a "
+        "function node's argument or in call:",
+    )
+
+
+def _shown(val: Val) -> ast.expr:
+    """The run-time expression with its compile-time parts as their values."""
+    assert val.runtime is not None
+    holes = {name: literal_ast(v.value) for name, v in val.holes}
+
+    class Fill(ast.NodeTransformer):
+        def visit_Name(self, n: ast.Name) -> ast.expr:
+            return holes.get(n.id, n)
+
+    return Fill().visit(copy.deepcopy(val.runtime))
+
+
 def bind_module_args(
     walk: Walk,
     state: GraphState,
@@ -104,6 +142,10 @@ def bind_module_args(
     record = record_of(op)
     arguments = arguments_of(op.target)
     args, kwargs = evaluate_node_args(walk, state, node, extra)
+    for j, a in enumerate(args):
+        check_compile_time(walk, node, a, (*node.path, "args", j), f"args[{j}]")
+    for key, v in kwargs.items():
+        check_compile_time(walk, node, v, (*node.path, key), key)
     rank = first.rank if first is not None else None
     _check_limits(walk, node, record, [(k, v, (k,)) for k, v in kwargs.items()], rank)
     inferred: dict[str, Val] = {}
@@ -279,6 +321,10 @@ def bind_block_params(
         )
     # (Unknown param names were reported when the graph was lowered.)
     args, kwargs = evaluate_node_args(walk, state, node, extra)
+    for j, a in enumerate(args):
+        check_compile_time(walk, node, a, (*node.path, "args", j), f"args[{j}]")
+    for key, v in kwargs.items():
+        check_compile_time(walk, node, v, (*node.path, key), key)
     given: dict[str, Val] = dict(zip(names, args))
     written = {name: (*node.path, "args", j) for j, name in enumerate(given)}
     for key, val in kwargs.items():

@@ -10,7 +10,10 @@ in ``forward``. Also the ``ModuleDef`` of a built torch module.
 from __future__ import annotations
 
 import ast
+import copy
 from typing import Any
+
+import torch
 
 from ...expressions import Val, is_const, literal_ast
 from ...ir import ModuleDef, NodeTemplate
@@ -34,13 +37,46 @@ def code(state: GraphState, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
     return ast.Name(name, ast.Load())
 
 
-def forward_code(state: GraphState, node: NodeTemplate, arg: str, val: Val) -> ast.expr:
-    """The expression for a function argument used in forward."""
+def forward_code(
+    state: GraphState, node: NodeTemplate, arg: str, val: Val, hole: bool = False
+) -> ast.expr:
+    """The expression for a function argument used in forward: a literal, an
+    attribute set in ``__init__`` (a block's param: ``self.p``), or, for a value
+    known only at run time, its expression (``x.shape[0]``, ``self.training``)
+    with the compile-time values in it written the same way."""
+    if val.runtime is not None:
+        holes = {
+            name: forward_code(state, node, arg, v, hole=True) for name, v in val.holes
+        }
+
+        class Fill(ast.NodeTransformer):
+            def visit_Name(self, n: ast.Name) -> ast.expr:
+                return holes.get(n.id, n)
+
+        return Fill().visit(copy.deepcopy(val.runtime))
     if not state.symbolic or is_const(val.sym):
         return literal_ast(val.value)
-    attr = state.names.fresh(f"{local_name(node.name)}_{arg}")
-    state.attributes.append((attr, code(state, node, arg, val)))
+    value = code(state, node, arg, val)
+    if hole:  # inside a run-time expression: one attribute per value
+        for attr, held in state.attributes:
+            if ast.dump(held) == ast.dump(value):
+                return ast.Attribute(ast.Name("self", ast.Load()), attr, ast.Load())
+    if hole and isinstance(value, ast.Name) and _free_attribute(state, value.id):
+        attr = value.id  # a param, held under its own name: ``self.p = p``
+    else:
+        attr = state.names.fresh(f"{local_name(node.name)}_{arg}")
+    state.attributes.append((attr, value))
     return ast.Attribute(ast.Name("self", ast.Load()), attr, ast.Load())
+
+
+def _free_attribute(state: GraphState, name: str) -> bool:
+    """Whether ``self.<name>`` is free for a value forward reads: no node's module
+    or other attribute holds it, and ``nn.Module`` has no such member."""
+    return (
+        all(n.name != name for n in state.template.nodes)
+        and all(attr != name for attr, _ in state.attributes)
+        and not hasattr(torch.nn.Module, name)
+    )
 
 
 def ctor_ast(

@@ -23,7 +23,7 @@ from ...names import name_problem
 from ...op_table import record_of
 from ...ops import OpInfo
 from ...values import TensorValue, Value
-from .bind import check_function_limits, evaluate_node_args
+from .bind import check_compile_time, check_function_limits, evaluate_node_args
 from .blocks import block_instance, shared_block_shape
 from .ctor import code, forward_code
 from .modules import torch_module
@@ -63,6 +63,7 @@ def repeat_count(walk: Walk, state: GraphState, node: NodeTemplate) -> int | Non
         return None
     path = (*node.path, "repeat")
     val = _repeat_val(walk, state, node)
+    check_compile_time(walk, node, val, path, "repeat")
     if not isinstance(val.value, int) or isinstance(val.value, bool) or val.value < 1:
         raise walk.doc.error(
             path,
@@ -118,15 +119,50 @@ def function_node(
             args=[forward_code(state, node, f"arg{j}", a) for j, a in enumerate(args)],
             kwargs=[
                 (key, forward_code(state, node, key, v)) for key, v in kwargs.items()
-            ],
+            ]
+            + _device_of(node),
             value=value,
             op=op.name,
+            leading=record_of(op).leading,
         )
         state.calls.append(call)
         if n is not None and k < n - 1 and not isinstance(value, TensorValue):
             raise error(walk.doc, node, "repeats, so it must return one tensor")
     assert value is not None
     return value
+
+
+def _device_of(node: NodeTemplate) -> list[tuple[str, ast.expr]]:
+    """``device=input_ids.device`` for a creation op's ``like:``."""
+    if node.like is None:
+        return []
+    ref = ast.Name(node.like.name, ast.Load())
+    return [("device", ast.Attribute(ref, "device", ast.Load()))]
+
+
+def _call_kwargs(
+    walk: Walk, state: GraphState, node: NodeTemplate, n: int | None
+) -> dict[str, Val]:
+    """A module node's ``call:``, evaluated: keyword arguments of its forward."""
+    if not node.call:
+        return {}
+    if n is not None:
+        raise walk.doc.error(
+            (*node.path, "call"),
+            f"{node.label}: call: passes keyword arguments to one module's forward, "
+            "but the copies of a repeat are called in a chain with their input only",
+            key=True,
+        )
+    return {
+        key: evaluate(
+            walk,
+            state,
+            raw,
+            (*node.path, "call", key),
+            what=f"{node.label}, call.{key}",
+        )
+        for key, raw in node.call.items()
+    }
 
 
 def _reference_as_argument(
@@ -172,6 +208,7 @@ def module_node(
     outputs: list[Value] = []
     value: Value | None = None
     bound: dict[str, Val] = {}
+    call = _call_kwargs(walk, state, node, n)
     for k in range(n or 1):
         extra = {"i": const(k)} if n is not None else None
         if k > 0:
@@ -179,7 +216,7 @@ def module_node(
                 raise error(walk.doc, node, "repeats, so it must return one tensor")
             values = [value, *side]
         before = state.size
-        mdef, value, bound = _module(walk, state, node, values, extra)
+        mdef, value, bound = _module(walk, state, node, values, extra, call)
         copies.append(mdef)
         outputs.append(value)
         if k == 0 and n is not None:
@@ -227,7 +264,7 @@ def module_node(
             inputs=refs,
             sequence=False,
             args=[],
-            kwargs=[],
+            kwargs=[(k, forward_code(state, node, k, v)) for k, v in call.items()],
             value=value,
             op=node.op.name,
             loop=bool(side),
@@ -242,15 +279,17 @@ def _module(
     node: NodeTemplate,
     values: Values,
     extra: dict | None,
+    call: dict[str, Val] | None = None,
 ) -> tuple[ModuleDef, Value, dict[str, Val]]:
-    """One module of a node: a seq's nn.Sequential, a block instance or a torch module."""
+    """One module of a node: a seq's nn.Sequential, a block instance or a torch module
+    (called with the keyword arguments ``call``)."""
     assert node.op is not None
     if node.seq is not None:
         mdef, value = _sequential(walk, state, node, values, extra)
         return mdef, value, {}
     if node.op.kind == "block":
         return block_instance(walk, state, node, values, extra)
-    found = torch_module(walk, state, node, values, extra)
+    found = torch_module(walk, state, node, values, extra, call)
     grow(walk, state, 1, node, walked=False)
     return found
 

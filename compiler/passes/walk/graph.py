@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ....spec.errors import suggest
-from ...expressions import ExpressionError, Scope, Val, const
+from ....spec.model import dim_names, example_shape
+from ...expressions import ExpressionError, Scope, Val, const, runtime_size
 from ...ir import GraphResult, GraphTemplate, NodeTemplate, Outputs, Ref
 from ...names import Namespace
 from ...op_table import MAX_ELEMENTS
@@ -62,7 +63,10 @@ def walk_graph(
             _check_input(walk, name, value)
         state.env[name] = value
     state.scope = Scope(
-        params, lambda ref: _shape_of(state, ref), lambda: list(state.env)
+        params,
+        lambda ref: _shape_of(state, ref),
+        lambda: list(state.env),
+        runtime=True,
     )
     previous: Value | None = inputs[0] if len(inputs) == 1 else None
     for node in template.nodes:
@@ -109,7 +113,12 @@ def _shape_of(state: GraphState, ref: str) -> list[Val | None]:
     value = state.env[ref]
     if not isinstance(value, TensorValue):
         raise ExpressionError(f"{ref!r} is a tuple, not a tensor; it has no .shape")
-    return value.dim_vals()
+    dims = value.dim_vals()
+    for k in range(value.rank):
+        named = k < len(value.dynamic) and value.dynamic[k] is not None
+        if k == value.batch_dim or named:
+            dims[k] = runtime_size(ref, k, value.shape[k])
+    return dims
 
 
 def _outputs(
@@ -187,7 +196,10 @@ def model_inputs(spec_inputs: dict[str, Any]) -> list[Value]:
         shape, dtype = (
             (decl, "float32") if isinstance(decl, list) else (decl.shape, decl.dtype)
         )
-        full = (BATCH, *shape)
-        sym = (None, *(const(n).sym for n in shape))
-        values.append(TensorValue(full, getattr(torch, dtype), sym, 0))
+        sizes = example_shape(shape)
+        full = (BATCH, *sizes)
+        sym = (None, *(const(n).sym for n in sizes))
+        named = tuple(dim_names(shape))
+        dynamic = (None, *named) if any(named) else ()
+        values.append(TensorValue(full, getattr(torch, dtype), sym, 0, dynamic))
     return values

@@ -32,8 +32,10 @@ def torch_module(
     node: NodeTemplate,
     values: Values,
     extra: dict | None,
+    call: dict[str, Val] | None = None,
 ) -> tuple[ModuleDef, Value, dict[str, Val]]:
-    """A torch module (or a factory's): bound, built on meta, patched, its output."""
+    """A torch module (or a factory's): bound, built on meta, patched, its output
+    (called with the keyword arguments ``call``)."""
     assert node.op is not None
     op = node.op
     listed = list(values.values()) if isinstance(values, dict) else values
@@ -47,7 +49,16 @@ def torch_module(
             f"{op.name} returned {type(module).__name__}, not an nn.Module",
         )
     patches = _patch(walk, state, node, module, values, extra) if node.patch else []
-    value = module_shape(walk, node, op, module, bound, values, rules=not patches)
+    value = module_shape(
+        walk,
+        node,
+        op,
+        module,
+        bound,
+        values,
+        rules=not patches and not call,
+        call={k: v.value for k, v in (call or {}).items()},
+    )
     mdef = module_def(walk, node, op, ctor_ast(state, node, op, bound), module)
     mdef.patches = patches
     return mdef, value, bound

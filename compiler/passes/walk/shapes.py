@@ -87,9 +87,11 @@ def module_shape(
     values: list[Value] | dict[str, Value],
     rules: bool = True,
     context: str = "",
+    call: dict[str, Any] | None = None,
 ) -> Value:
-    """The module's output for these inputs; errors are the node's, after
-    ``context``. ``rules=False``: always run it (a patched module)."""
+    """The module's output for these inputs (and the keyword arguments ``call``);
+    errors are the node's, after ``context``. ``rules=False``: always run it (a
+    patched module)."""
     record = record_of(op)
     if rules and record.rule is not None and isinstance(values, list):
         arguments = arguments_of(op.target)
@@ -107,7 +109,7 @@ def module_shape(
             raise node_error(walk.doc, node, f"{context}{message}", exc.at) from None
         if value is not None:
             return bounded(walk.doc, node, value, context)
-    result = run_module(walk, node, module, values, context)
+    result = run_module(walk, node, module, values, context, call)
     like = values[0] if isinstance(values, list) and values else None
     try:
         value = from_meta(result, like if isinstance(like, TensorValue) else None)
@@ -158,7 +160,12 @@ def function_shape(
         like = None
     else:
         metas = meta_inputs(values)
-        call_args = ([metas] if record.sequence else metas) + arg_values
+        lead = record.leading
+        call_args = (
+            arg_values[:lead]
+            + ([metas] if record.sequence else metas)
+            + arg_values[lead:]
+        )
         call_kwargs = kw_values
         like = values[0] if values and isinstance(values[0], TensorValue) else None
     try:
@@ -186,13 +193,15 @@ def run_module(
     module: Any,
     values: list[Value] | dict[str, Value],
     context: str = "",
+    call: dict[str, Any] | None = None,
 ) -> Any:
-    """The module called on meta tensors of ``values``; torch's error at the node."""
+    """The module called on meta tensors of ``values`` (and the keyword arguments
+    ``call``); torch's error at the node."""
     try:
         if isinstance(values, dict):
             kwargs = dict(zip(values, meta_inputs(list(values.values()))))
-            return run_meta(module, [], kwargs)
-        return run_meta(module, meta_inputs(values), {})
+            return run_meta(module, [], {**kwargs, **(call or {})})
+        return run_meta(module, meta_inputs(values), dict(call or {}))
     except MetaError as exc:
         raise node_error(
             walk.doc, node, f"{context}{exc} (inputs: {describe_inputs(values)})"
