@@ -50,6 +50,7 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
         calls
         and cls.outputs.kind != "tuple"
         and uses.get(calls[-1].node) == [len(calls)]
+        and calls[-1].condition is None
     ):
         returned = len(calls) - 1
 

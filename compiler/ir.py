@@ -82,6 +82,7 @@ class NodeTemplate:
     repeat: Any = None
     weights: Any = None  # WeightsSpec for this node's module
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
+    when: Any = None  # the node's condition as written (None: unconditional)
 
     @property
     def op_name(self) -> str:
@@ -173,6 +174,10 @@ class ModuleDef:
     num_params: int = 0
     # Submodules replaced after construction: (dotted path inside, constructor).
     patches: list[tuple[str, ast.expr]] = field(default_factory=list)
+    #: A conditional module of a block class (``when:``): its condition in the
+    #: class's terms, and whether this use builds it (absent: ``ctor`` is unused).
+    condition: ast.expr | None = None
+    present: bool = True
 
 
 @dataclass
@@ -190,6 +195,11 @@ class Call:
     op: str
     file: str = ""  # the spec file the node was written in, when it differs by node
     kind: CallKind = CallKind.MODULE
+    #: A conditional statement of a block class (``when:``): the test of its
+    #: ``if`` (``self.downsample is not None``, ``self.use_add``), and whether
+    #: this use makes the call (when not, the value is the first input's).
+    condition: ast.expr | None = None
+    present: bool = True
 
 
 @dataclass
@@ -239,6 +249,9 @@ class GraphResult:
     #: Block params the class is built for (not constructor parameters): those
     #: read by a repeat count its copies cannot be made from.
     fixed: set[str] = field(default_factory=set)
+    #: What forward returns, with the nodes a false ``when:`` left out replaced
+    #: by the inputs they pass through (None: the template's outputs).
+    outputs: Outputs | None = None
 
 
 @dataclass
