@@ -210,6 +210,27 @@ def block_class(
             _differ(doc, template, first, use)
     result = _merged(doc, template, uses)
     used = _used_names(result)
+    for use in uses:
+        # A size only a conditional module reads, which this use leaves out and
+        # whose constructor it could not make: the use does not pass it.
+        missing = [
+            name
+            for name in result.placeholders
+            if name in used and name not in _used_names(use.result)
+        ]
+        if missing:
+            raise SpecError(
+                diagnostics=[
+                    doc.diagnostic(
+                        use.node_path,
+                        f"block {template.name}: a conditional node that other "
+                        f"uses build reads {missing[0]}, and this use, which leaves "
+                        "it out, cannot build it for its inputs; one class serves "
+                        "every use, so write two blocks",
+                    )
+                ],
+                source=doc.source,
+            )
     params: list[CtorParam] = [
         CtorParam(name, "int") for name in result.placeholders if name in used
     ]

@@ -297,3 +297,101 @@ layers:
   - {use: a, when: true}
 """
     expect_error(_body(text), 6, 14, "'use' node cannot be conditional")
+
+
+def test_a_block_whose_uses_all_leave_the_node_out_still_builds_it_when_told() -> None:
+    text = BOTTLENECK.replace(
+        "name: layer1, planes: 8, stride: 2, down: true", "name: layer1, planes: 4"
+    ).replace("name: layer2, planes: 8", "name: layer2, planes: 4")
+    spec = nnspec.loads(text)
+    model = spec.build()
+    assert not any("downsample" in k for k in model.state_dict())
+    cls = _block_class(spec, "Bottleneck")
+    built = cls(in_channels=4, planes=2, stride=2, down=True)
+    assert isinstance(built.downsample, nn.Conv2d)
+    assert built(torch.randn(1, 4, 6, 6)).shape == (1, 8, 3, 3)
+
+
+def test_a_conditional_repeat_and_block_in_a_block() -> None:
+    text = """\
+inputs: {x: [8, 4, 4]}
+blocks:
+  Inner:
+    params: {out: {type: int}}
+    layers:
+      - {op: Conv2d, name: conv, out_channels: "${out}", kernel_size: 1}
+  Outer:
+    params: {deep: false}
+    layers:
+      - {op: Conv2d, name: convs, repeat: 2, out_channels: 8, kernel_size: 1, when: "${deep}"}
+      - {op: Inner, name: inner, out: 8, when: "${deep}"}
+layers:
+  - {op: Outer, name: a}
+  - {op: Outer, name: b, deep: true}
+"""
+    spec = nnspec.loads("nnspec: 1\nname: Net\n" + text)
+    source = spec.source()
+    assert "if deep\n" in source or ") if deep else None" in source
+    model = spec.build()
+    assert model.a.convs is None and model.a.inner is None
+    assert list(model.state_dict()) == [
+        "b.convs.0.weight",
+        "b.convs.0.bias",
+        "b.convs.1.weight",
+        "b.convs.1.bias",
+        "b.inner.conv.weight",
+        "b.inner.conv.bias",
+    ]
+    x = torch.randn(2, 8, 4, 4)
+    assert_close(model.a(x), x)
+    assert_close(model(x), model.b.inner(model.b.convs(x)))
+
+
+def test_a_conditional_node_no_use_can_build_for_its_inputs_is_an_error() -> None:
+    text = """\
+inputs: {x: [6, 4, 4], y: [8, 4, 4]}
+blocks:
+  P:
+    params: {grouped: false}
+    layers:
+      - {op: Conv2d, name: conv, out_channels: 8, kernel_size: 1, groups: 4, when: "${grouped}"}
+      - ReLU
+layers:
+  - {op: P, name: a, in: x}
+  - {op: P, name: b, in: y, grouped: true}
+"""
+    expect_error(text, 11, 5, "block P", "reads in_channels", "write two blocks")
+
+
+def test_a_derived_spec_replaces_a_node_with_a_conditional_one(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        "nnspec: 1\nname: Base\nparams: {drop: false}\ninputs: {x: [4]}\n"
+        "layers:\n  - {op: Linear, name: fc, out_features: 4}\n"
+        "  - {op: ReLU, name: act}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "child.yaml").write_text(
+        "nnspec: 1\nextends: base.yaml\nname: Child\n"
+        "replace:\n  act: {op: Dropout, p: 0.5, when: '${drop}'}\n",
+        encoding="utf-8",
+    )
+    assert "self.act" not in nnspec.load(tmp_path / "child.yaml").source()
+    spec = nnspec.load(tmp_path / "child.yaml", params={"drop": True})
+    assert "self.act = nn.Dropout(p=0.5)" in spec.source()
+
+
+def test_summary_and_graph_show_the_nodes_each_use_runs() -> None:
+    from nnspec.inspection.graph_render import build_diagram, to_mermaid
+
+    summary = nnspec.loads(MOBILE).summary()
+    blocks = {row.node: [c.node for c in row.children] for row in summary.rows}
+    assert blocks == {
+        "b1": ["conv", "bn", "res"],
+        "b2": ["conv", "bn"],
+        "b3": ["conv", "bn", "res"],
+    }
+    chart = to_mermaid(build_diagram(summary))
+    assert "n_b1_res" in chart and "n_b2_res" not in chart
+    # b2 leaves its residual out: its batch norm feeds the next block.
+    assert '  n_b2_bn -->|"[B,16,4,4]"| n_b3_conv' in chart
+    assert '  n_b2_bn -->|"[B,16,4,4]"| n_b3_res' in chart

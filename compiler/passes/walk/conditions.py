@@ -134,11 +134,13 @@ def absent_in_class(
     for these inputs; else ``None``) and call; its value is its first input's."""
     assert node.op is not None
     _, value = first_input(refs, values)
+    shown = value  # the shape its comment shows: where built, its output
     test = _test(state, node, val)
     if node.op.kind != "function":
         ctor: ast.expr | None = None
         if node.op.kind in ("module", "factory"):
-            ctor = _speculative_ctor(walk, state, node, values)
+            ctor, built = _speculative_ctor(walk, state, node, values)
+            shown = built if built is not None else value
         module = ModuleDef(
             name=node.name,
             op=node.op,
@@ -158,7 +160,7 @@ def absent_in_class(
             sequence=False,
             args=[],
             kwargs=[],
-            value=value,
+            value=shown,
             line=walk.line_of(node.path),
             op=node.op.name,
             file=walk.file_of(node.path),
@@ -172,16 +174,17 @@ def absent_in_class(
 
 def _speculative_ctor(
     walk: Walk, state: GraphState, node: NodeTemplate, values: Values
-) -> ast.expr | None:
-    """The constructor the class would write for the node, built for these inputs
-    if it can be (its own errors do not count: this use leaves it out)."""
+) -> tuple[ast.expr | None, Value | None]:
+    """The constructor the class would write for the node, and its output, built
+    for these inputs if it can be (its own errors do not count: this use leaves
+    it out)."""
     hoisted, attributes = list(state.hoisted), list(state.attributes)
     try:
-        mdef, _, _ = torch_module(walk, state, node, values, None)
+        mdef, value, _ = torch_module(walk, state, node, values, None)
     except SpecError:
         state.hoisted[:], state.attributes[:] = hoisted, attributes
-        return None
+        return None, None
     if len(state.hoisted) != len(hoisted):  # a value only this use would pass
         state.hoisted[:], state.attributes[:] = hoisted, attributes
-        return None
-    return mdef.ctor
+        return None, None
+    return mdef.ctor, value
