@@ -42,6 +42,19 @@ def _sizes_as_tuples(call: ast.expr) -> ast.expr:
             self.generic_visit(node)
             return ast.Tuple(node.elts, ast.Load())
 
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            # A seq's keyed children: OrderedDict([(key, module), ...]), as written.
+            if (
+                isinstance(node.func, ast.Name)
+                and node.func.id == "OrderedDict"
+                and len(node.args) == 1
+                and isinstance(node.args[0], ast.List)
+            ):
+                items = [self.visit(e) for e in node.args[0].elts]
+                return ast.Call(node.func, [ast.List(items, ast.Load())], [])
+            self.generic_visit(node)
+            return node
+
     if not isinstance(call, ast.Call):
         return call
     converted = _Tuples()
@@ -420,6 +433,9 @@ def generate_source(
         import_lines.append("import torch.nn.functional as F")
     import_lines += [f"import {m}" for m in sorted(set(imports))]
     import_lines = sorted(import_lines, key=lambda s: s.split()[1].lower())
+    if "OrderedDict(" in text:
+        import_lines.insert(0, "from collections import OrderedDict")
+        import_lines.insert(1, "")
     import_lines.append("from torch import nn")
     return check_source("\n".join([*header, "", *import_lines, "", "", text, ""]))
 

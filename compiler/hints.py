@@ -19,8 +19,9 @@ def unknown_op_hint(op: str) -> str:
     name = op.rpartition(".")[2]
     if name in _CONTAINERS:
         return (
-            "; containers are not ops: write the layers in a block (blocks:) and use "
-            "the block as the op, or repeat: N for chained copies of a layer"
+            "; containers are not ops: list the layers in a seq node (name: body, "
+            "seq: [...]), write them in a block (blocks:) and use the block as the "
+            "op, or repeat: N for chained copies of a layer"
         )
     if name in _TENSOR_HOLDERS:
         return (

@@ -83,6 +83,11 @@ class NodeTemplate:
     weights: Any = None  # WeightsSpec for this node's module
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
     when: Any = None  # the node's condition as written (None: unconditional)
+    #: A seq node's children, in order (its op is nn.Sequential); None otherwise.
+    seq: list[NodeTemplate] | None = None
+    #: A seq child's key as written (a template of ``i`` for a repeated child);
+    #: None: its position.
+    key: str | None = None
 
     @property
     def op_name(self) -> str:
@@ -178,6 +183,7 @@ class ModuleDef:
     #: class's terms, and whether this use builds it (absent: ``ctor`` is unused).
     condition: ast.expr | None = None
     present: bool = True
+    seq: bool = False  # a seq node's nn.Sequential: children of their own kinds
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..spec.torch_ops import (
 
 __all__ = [
     "INFERRED_ARGS",
+    "SEQUENTIAL",
     "Arguments",
     "OpInfo",
     "OpLookupError",
@@ -62,6 +63,10 @@ class OpInfo:
     @property
     def class_name(self) -> str:
         return self.name.rsplit(":", 1)[-1]
+
+
+#: The op of a seq node: an nn.Sequential of its children.
+SEQUENTIAL = OpInfo("module", "Sequential", nn.Sequential, "nn.Sequential")
 
 
 def module_names() -> dict[str, type]:

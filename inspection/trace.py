@@ -187,11 +187,15 @@ class Tracer(TorchFunctionMode):
         k = frame.index
         # A block class's repeat may build more copies than the use it was
         # read from; the copies after the first are all built alike.
-        mdef = frame.repeat.children[min(k, len(frame.repeat.children) - 1)]
+        children = frame.repeat.children
+        mdef = children[min(k, len(children) - 1)]
+        # A seq's children are keyed by name or position; a repeat's by position.
+        key = mdef.name if frame.repeat.seq and k < len(children) else str(k)
+        previous = children[k - 1].name if frame.repeat.seq else str(k - 1)
         kind = module_kind(mdef)
-        row = self.new_row(frame.row, str(k), mdef.op.name, kind, mdef.line, module)
+        row = self.new_row(frame.row, key, mdef.op.name, kind, mdef.line, module)
         row.value = frame.row.value
-        row.inputs = [REPEAT_INPUT] if k == 0 else [str(k - 1)]
+        row.inputs = [REPEAT_INPUT] if k == 0 else [previous]
         self.add_graph(row, mdef)
         return row, mdef
 
@@ -228,7 +232,8 @@ class Tracer(TorchFunctionMode):
             row.returns_tuple = cls.outputs.kind == "tuple"
         elif row.kind is NodeKind.REPEAT:
             row.graph_inputs = [REPEAT_INPUT]
-            row.graph_outputs = [str(len(mdef.children) - 1)]
+            last = mdef.children[-1].name if mdef.seq else str(len(mdef.children) - 1)
+            row.graph_outputs = [last]
 
     # -- function calls -------------------------------------------------------
 

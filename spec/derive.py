@@ -44,6 +44,8 @@ def default_node_names(layers: list[Any], reserved: set[str]) -> list[str | None
             names.append(namespace.fresh(snake_case(node)))
         elif isinstance(node, dict) and isinstance(node.get("name"), str):
             names.append(node["name"])
+        elif isinstance(node, dict) and node.get("seq") is not None:
+            names.append(namespace.fresh("seq"))
         elif isinstance(node, dict) and isinstance(node.get("op"), str):
             names.append(namespace.fresh(snake_case(node["op"])))
         elif isinstance(node, dict) and isinstance(node.get("use"), str):

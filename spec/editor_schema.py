@@ -223,9 +223,12 @@ def _node_rules(common: list[str]) -> list[dict[str, Any]]:
     """Conditionals on a node: per op, and on op/use."""
     ref = {"type": "string", "pattern": REFERENCE}
     rules: list[dict[str, Any]] = [
-        # A node is a call of an op or of an earlier node's module, never both.
+        # A node is a call of an op or of an earlier node's module, never both;
+        # or a seq (an nn.Sequential of the nodes listed).
         {"not": {"required": ["op", "use"]}},
-        {"anyOf": [{"required": ["op"]}, {"required": ["use"]}]},
+        {"not": {"required": ["op", "seq"]}},
+        {"not": {"required": ["use", "seq"]}},
+        {"anyOf": [{"required": ["op"]}, {"required": ["use"]}, {"required": ["seq"]}]},
         {
             "if": {"required": ["use"]},
             "then": {"propertyNames": {"enum": ["use", "name", "in"]}},

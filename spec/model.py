@@ -16,11 +16,15 @@ __all__ = [
     "InputSpec",
     "NodeSpec",
     "ParamValue",
+    "SeqNodeSpec",
     "SpecModel",
     "WeightsSpec",
 ]
 
 NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+#: A name in a seq: an identifier, or for a repeated child a template of the copy's
+#: index (``denselayer${i + 1}``).
+SEQ_NAME_PATTERN = r"^([a-z_][a-z0-9_]*|[a-z0-9_]*(\$\{[^}]+\}[a-z0-9_]*)+)$"
 CLASS_PATTERN = r"^[A-Z][A-Za-z0-9_]*$"
 
 DType = Literal[
@@ -122,10 +126,29 @@ class NodeSpec(BaseModel):
         description="For a module built by a custom factory: submodule path -> the node "
         "that replaces it (e.g. fc: {op: Linear, out_features: 10}).",
     )
+    seq: list[SeqItem] | None = Field(
+        None,
+        description="An nn.Sequential of these nodes, chained in order (instead of "
+        "'op'); children are numbered 0, 1, ... unless named.",
+    )
+
+
+class SeqNodeSpec(NodeSpec):
+    """A child of a seq node: a node without 'in' or 'use', whose name may be a
+    template of the copy's index when it repeats."""
+
+    name: str | None = Field(
+        None,
+        pattern=SEQ_NAME_PATTERN,
+        description="Key of the child in the nn.Sequential; default: its position. A "
+        "repeated child may name its copies with ${i} (denselayer${i + 1}).",
+    )
 
 
 Node = Annotated[str, Field(min_length=1)] | NodeSpec
+SeqItem = Annotated[str, Field(min_length=1)] | SeqNodeSpec
 NodeSpec.model_rebuild()
+SeqNodeSpec.model_rebuild()
 
 
 class BlockParam(_Strict):

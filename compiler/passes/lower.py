@@ -11,12 +11,13 @@ import keyword
 from typing import Any
 
 from ...spec.errors import suggest
-from ...spec.model import BlockParam, NodeSpec, SpecModel
+from ...spec.model import BlockParam, NodeSpec, SeqNodeSpec, SpecModel
 from ...spec.yaml_source import Document
 from ..hints import inputs_by_name, unknown_op_hint
 from ..ir import CompileContext, GraphTemplate, NodeTemplate, ParamDecl
 from ..names import Namespace, class_name_problem, name_problem, snake_case
 from ..ops import (
+    SEQUENTIAL,
     OpInfo,
     OpLookupError,
     arguments_of,
@@ -136,9 +137,15 @@ class _Lowering(References):
         else:
             op_path = (*path, "op")
         extras: dict[str, Any] = dict(raw.model_extra or {})
+        if raw.seq is not None:
+            return self.seq_node(
+                raw, path, namespace, defined, later, inputs, first, extras
+            )
         if raw.op is None and raw.use is None:
             self.error(
-                path, "a node needs 'op' (what it computes) or 'use' (a shared layer)"
+                path,
+                "a node needs 'op' (what it computes) or 'use' (a shared layer), "
+                "or is a 'seq' (an nn.Sequential of the nodes listed)",
             )
             return None
         if raw.op is not None and raw.use is not None:
@@ -237,6 +244,243 @@ class _Lowering(References):
             patch=patch,
             when=raw.when,
         )
+
+    # -- seq nodes ------------------------------------------------------------
+
+    def seq_node(
+        self,
+        raw: NodeSpec,
+        path: tuple,
+        namespace: Namespace,
+        defined: dict[str, NodeTemplate | None],
+        later: dict[str, tuple],
+        inputs: list[str],
+        first: bool,
+        extras: dict[str, Any],
+    ) -> NodeTemplate | None:
+        """A node of the graph that is an ``nn.Sequential`` of its children."""
+        name = raw.name if raw.name is not None else namespace.fresh("seq")
+        if raw.name is not None:
+            problem = name_problem(raw.name)
+            if problem and not name_problem(raw.name, attribute=False):
+                self.error(
+                    (*path, "name"),
+                    f"node name {raw.name!r} {problem}: a seq node's name is an "
+                    "attribute of the generated module",
+                )
+        children = self.seq_body(raw, path, name, extras)
+        refs = self.refs(
+            raw.in_,
+            (*path, "in"),
+            defined,
+            later,
+            inputs,
+            first,
+            f"node {name!r} (seq)",
+        )
+        if isinstance(refs, dict) or (refs is not None and len(refs) != 1):
+            self.error(
+                (*path, "in"),
+                f"node {name!r} (seq): an nn.Sequential takes one input; give 'in' "
+                "one reference",
+                key=True,
+            )
+        if raw.weights is not None and path[0] == "blocks":
+            self.error(
+                (*path, "weights"),
+                "weights cannot be given on a node inside a block; give them on the "
+                "model's node, or at the top level with a prefix",
+                key=True,
+            )
+        if children is None:
+            return None
+        return NodeTemplate(
+            name=name,
+            path=path,
+            op=SEQUENTIAL,
+            use=None,
+            inputs=refs,
+            args=[],
+            kwargs={},
+            repeat=raw.repeat,
+            weights=raw.weights,
+            seq=children,
+        )
+
+    def seq_body(
+        self, raw: NodeSpec, path: tuple, name: str, extras: dict[str, Any]
+    ) -> list[NodeTemplate] | None:
+        """The children of a seq node (or child), after the checks on the node itself."""
+        label = f"node {name!r} (seq)"
+        for other in ("op", "use", "patch"):
+            if getattr(raw, other) is not None:
+                self.error(
+                    (*path, other),
+                    f"{label}: a node has either 'seq' (an nn.Sequential of the "
+                    f"nodes listed) or '{other}', not both",
+                    key=True,
+                )
+                return None
+        if extras or raw.args:
+            key = next(iter(extras), "args")
+            self.error(
+                (*path, key),
+                f"{label}: a seq node takes no arguments (received {key!r}); give "
+                "them to its children",
+                key=True,
+            )
+        assert raw.seq is not None
+        if not raw.seq:
+            self.error(
+                (*path, "seq"),
+                f"{label}: a seq needs at least one child: list the nodes it chains",
+                key=True,
+            )
+            return None
+        children: list[NodeTemplate] = []
+        keys: dict[str, tuple] = {}
+        for i, item in enumerate(raw.seq):
+            child = self.seq_child(item, (*path, "seq", i), f"{name}.{i}", keys)
+            if child is not None:
+                children.append(child)
+        return children if len(children) == len(raw.seq) else None
+
+    def seq_child(
+        self, raw: Any, path: tuple, label_name: str, keys: dict[str, tuple]
+    ) -> NodeTemplate | None:
+        """One child of a seq: a module op, a block or a nested seq, chained."""
+        if isinstance(raw, str):
+            raw = SeqNodeSpec(op=raw)
+            op_path: tuple = path
+        else:
+            op_path = (*path, "op")
+        extras: dict[str, Any] = dict(raw.model_extra or {})
+        label_name = raw.name if raw.name is not None else label_name
+        shown = raw.op or (f"use {raw.use}" if raw.use is not None else "seq")
+        label = f"node {label_name!r} ({shown})"
+        ok = True
+        if raw.in_ is not None:
+            self.error(
+                (*path, "in"),
+                f"{label}: a child of a seq takes the previous child's output (the "
+                "first takes the seq's input); give 'in' to the seq node instead",
+                key=True,
+            )
+            ok = False
+        if raw.use is not None:
+            self.error(
+                (*path, "use"),
+                f"{label}: a child of a seq builds its own module; 'use' (a shared "
+                "layer) is for nodes of a graph",
+                key=True,
+            )
+            return None
+        if raw.weights is not None:
+            self.error(
+                (*path, "weights"),
+                f"{label}: weights are given on the seq node (its keys are the "
+                "children's: 0.weight, ...), not on a child",
+                key=True,
+            )
+            ok = False
+        if raw.name is not None:
+            ok = self.seq_key(raw, path, keys) and ok
+        if raw.seq is not None:
+            children = self.seq_body(raw, path, label_name, extras)
+            if children is None or not ok:
+                return None
+            return NodeTemplate(
+                name=label_name,
+                path=path,
+                op=SEQUENTIAL,
+                use=None,
+                inputs=None,
+                args=[],
+                kwargs={},
+                repeat=raw.repeat,
+                seq=children,
+                key=raw.name,
+            )
+        if raw.op is None:
+            self.error(
+                path,
+                f"{label}: a child of a seq needs 'op' (what it computes) or 'seq'",
+            )
+            return None
+        try:
+            op = resolve_op(raw.op, self.spec.blocks, self.allow_imports)
+        except OpLookupError as exc:
+            self.error(op_path, f"{label}: {exc}{unknown_op_hint(raw.op)}")
+            return None
+        if op.kind == "function":
+            form = _module_form(op.name)
+            hint = f": write {form}" if form else ": write it as a node of the graph"
+            self.error(
+                op_path,
+                f"{label}: {op.name!r} is a function, but a child of a seq is a module "
+                f"(an nn.Sequential holds modules){hint}",
+            )
+            return None
+        for key in extras:
+            if not _valid_argument(key):
+                self.error(
+                    (*path, key),
+                    f"{label}: {key!r} is not a valid argument name",
+                    key=True,
+                )
+        self._written_in = None
+        self.check_arguments(op, extras, path, label)
+        patch = self.patch_nodes(raw, op, path) if raw.patch is not None else None
+        if not ok:
+            return None
+        return NodeTemplate(
+            name=label_name,
+            path=path,
+            op=op,
+            use=None,
+            inputs=None,
+            args=list(raw.args or []),
+            kwargs=extras,
+            repeat=raw.repeat,
+            patch=patch,
+            key=raw.name,
+        )
+
+    def seq_key(self, raw: NodeSpec, path: tuple, keys: dict[str, tuple]) -> bool:
+        """A seq child's name: an identifier unique in its seq, or for a repeated
+        child a template of ``${i}`` (checked for each copy when it is made)."""
+        assert raw.name is not None
+        where = (*path, "name")
+        if "${" in raw.name:
+            if raw.repeat is None:
+                self.error(
+                    where,
+                    f"name {raw.name!r} is a template of the copy's index, but this "
+                    "child does not repeat: give it a plain name, or a repeat",
+                )
+                return False
+            return True
+        problem = name_problem(raw.name)
+        if problem:
+            self.error(where, f"name {raw.name!r} {problem}")
+            return False
+        if raw.repeat is not None:
+            self.error(
+                where,
+                f"name {raw.name!r} would name every copy of this repeated child; "
+                f'name each copy with ${{i}} ("{raw.name}${{i}}") or leave the '
+                "name out (copies are numbered)",
+            )
+            return False
+        if raw.name in keys:
+            first = self.doc.where(keys[raw.name])[0]
+            self.error(
+                where,
+                f"duplicate name {raw.name!r} in this seq (first at line {first})",
+            )
+            return False
+        keys[raw.name] = where
+        return True
 
     def patch_nodes(
         self, raw: NodeSpec, op: OpInfo | None, path: tuple
@@ -364,7 +608,7 @@ class _Lowering(References):
 
         def visit(block: str, trail: list[str]) -> None:
             state[block] = 1
-            for node in templates[block].nodes:
+            for node in flat_nodes(templates[block].nodes):
                 if node.op is None or node.op.kind != "block":
                     continue
                 used = node.op.name
@@ -381,6 +625,22 @@ class _Lowering(References):
         for block in templates:
             if block not in state:
                 visit(block, [block])
+
+
+def flat_nodes(nodes: list[NodeTemplate]) -> list[NodeTemplate]:
+    """The nodes, each seq node followed by its children (nested ones included)."""
+    found: list[NodeTemplate] = []
+    for node in nodes:
+        found.append(node)
+        if node.seq is not None:
+            found += flat_nodes(node.seq)
+    return found
+
+
+def _module_form(function: str) -> str | None:
+    """The torch.nn layer that computes a function (``flatten`` -> ``Flatten``)."""
+    plain = function.rsplit(".", 1)[-1].replace("_", "").lower()
+    return next((n for n in module_names() if n.lower() == plain), None)
 
 
 def lower_spec(

@@ -17,6 +17,7 @@ from ....spec.errors import SpecError, describe_value
 from ...expressions import Val, const, is_const
 from ...hints import inputs_by_name
 from ...ir import Call, CallKind, ModuleDef, NodeTemplate, Ref
+from ...names import name_problem
 from ...op_table import record_of
 from ...ops import OpInfo
 from ...values import TensorValue, Value
@@ -164,17 +165,15 @@ def module_node(
                 raise error(walk.doc, node, "repeats, so it must return one tensor")
             values = [value]
         before = state.size
-        if node.op.kind == "block":
-            mdef, value, bound = block_instance(walk, state, node, values, extra)
-        else:
-            mdef, value, bound = torch_module(walk, state, node, values, extra)
-            grow(walk, state, 1, node, walked=False)
+        mdef, value, bound = _module(walk, state, node, values, extra)
         copies.append(mdef)
         outputs.append(value)
         if k == 0 and n is not None:
             _check_copies(walk, node, n, state.size - before)
     assert value is not None
     kind = CallKind.BLOCK if node.op.kind == "block" else CallKind.MODULE
+    if node.seq is not None:
+        kind = CallKind.REPEAT
     if n is None:
         module = copies[0]
     else:
@@ -211,6 +210,133 @@ def module_node(
         )
     )
     return value
+
+
+def _module(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    values: Values,
+    extra: dict | None,
+) -> tuple[ModuleDef, Value, dict[str, Val]]:
+    """One module of a node: a seq's nn.Sequential, a block instance or a torch module."""
+    assert node.op is not None
+    if node.seq is not None:
+        mdef, value = _sequential(walk, state, node, values, extra)
+        return mdef, value, {}
+    if node.op.kind == "block":
+        return block_instance(walk, state, node, values, extra)
+    found = torch_module(walk, state, node, values, extra)
+    grow(walk, state, 1, node, walked=False)
+    return found
+
+
+def _sequential(
+    walk: Walk,
+    state: GraphState,
+    node: NodeTemplate,
+    values: Values,
+    extra: dict | None,
+) -> tuple[ModuleDef, Value]:
+    """A seq node's ``nn.Sequential``: its children chained in order, a repeated
+    child's copies spliced in place; keyed by name (an ``OrderedDict``) when any
+    child is named, the others by position."""
+    assert node.seq is not None and node.op is not None
+    if isinstance(values, dict) or len(values) != 1:
+        raise error(walk.doc, node, "is an nn.Sequential: it takes one input")
+    named = any(child.key is not None for child in node.seq)
+    current: Value = values[0]
+    children: list[ModuleDef] = []
+    code: list[ast.expr] = []
+    taken: dict[str, NodeTemplate] = {}
+    for child in node.seq:
+        n = repeat_count(walk, state, child)
+        copies: list[ModuleDef] = []
+        outputs: list[Value] = []
+        for k in range(n or 1):
+            if not isinstance(current, TensorValue):
+                raise error(
+                    walk.doc,
+                    child,
+                    "takes the previous child's output, a tuple: each child of a "
+                    "seq but the last must return one tensor",
+                )
+            before = state.size
+            inner = {**(extra or {}), "i": const(k)} if n is not None else extra
+            mdef, current, _ = _module(walk, state, child, [current], inner)
+            mdef.name = _key(walk, state, child, len(children), k, n, taken)
+            copies.append(mdef)
+            outputs.append(current)
+            children.append(mdef)
+            if k == 0 and n is not None:
+                _check_copies(walk, child, n, state.size - before)
+        if n is not None and not named:
+            code += _copies_code(walk, state, child, copies, outputs)
+        else:
+            if n is not None and (count := _param_count(walk, state, child)):
+                state.fixed |= _names(count)
+            code += [c.ctor for c in copies]
+    sequential = ast.Attribute(ast.Name("nn", ast.Load()), "Sequential", ast.Load())
+    if named:
+        items: list[ast.expr] = [
+            ast.Tuple([ast.Constant(c.name), expr], ast.Load())
+            for c, expr in zip(children, code)
+        ]
+        code = [
+            ast.Call(
+                ast.Name("OrderedDict", ast.Load()), [ast.List(items, ast.Load())], []
+            )
+        ]
+    module = ModuleDef(
+        name=node.name,
+        op=node.op,
+        ctor=ast.Call(sequential, code, []),
+        line=walk.line_of(node.path),
+        value_class="Sequential",
+        children=children,
+        num_params=sum(c.num_params for c in children),
+        seq=True,
+    )
+    return module, current
+
+
+def _key(
+    walk: Walk,
+    state: GraphState,
+    child: NodeTemplate,
+    position: int,
+    k: int,
+    n: int | None,
+    taken: dict[str, NodeTemplate],
+) -> str:
+    """A seq child's key: its name (a repeated child's template, for copy ``k``),
+    else its position; unique in the seq."""
+    if child.key is None:
+        key = str(position)
+    elif n is None:
+        key = child.key
+    else:
+        path = (*child.path, "name")
+        val = evaluate(
+            walk, state, child.key, path, {"i": const(k)}, what=f"{child.label}, name"
+        )
+        key = val.value if isinstance(val.value, str) else str(val.value)
+        problem = name_problem(key)
+        if problem:
+            raise walk.doc.error(
+                path,
+                f"{child.label}: the name of copy {k}, {key!r}, {problem}; write a "
+                "template that gives an identifier (denselayer${i + 1})",
+            )
+    if key in taken:
+        other = taken[key]
+        raise walk.doc.error(
+            (*child.path, "name") if child.key is not None else child.path,
+            f"{child.label}: the name {key!r} is taken in this seq, by "
+            f"line {walk.line_of(other.path)}",
+        )
+    taken[key] = child
+    return key
 
 
 _USES_INDEX = re.compile(r"\$\{[^}]*\bi\b")
@@ -337,6 +463,13 @@ def use_node(
     """A ``use:`` node: an earlier node's module called again on these inputs."""
     assert node.use is not None
     module, original, bound = state.module_by_name[node.use]
+    if module.seq:
+        raise error(
+            walk.doc,
+            node,
+            f"shares {node.use!r}, a seq node: a seq is not shared; make its "
+            "children a block, and use the block's node",
+        )
     if module.children and module.block is None:  # a repeat: run the chain again
         value: Value | None = None
         current = values
