@@ -305,6 +305,7 @@ class _Lowering(References):
             repeat=raw.repeat,
             weights=raw.weights,
             seq=children,
+            when=raw.when,
         )
 
     def seq_body(
@@ -375,6 +376,14 @@ class _Lowering(References):
                 key=True,
             )
             return None
+        if raw.when is not None:
+            self.error(
+                (*path, "when"),
+                f"{label}: a child of a seq cannot be conditional (an nn.Sequential "
+                "numbers its children); put the 'when' on the seq node",
+                key=True,
+            )
+            ok = False
         if raw.weights is not None:
             self.error(
                 (*path, "weights"),

@@ -395,3 +395,40 @@ def test_summary_and_graph_show_the_nodes_each_use_runs() -> None:
     # b2 leaves its residual out: its batch norm feeds the next block.
     assert '  n_b2_bn -->|"[B,16,4,4]"| n_b3_conv' in chart
     assert '  n_b2_bn -->|"[B,16,4,4]"| n_b3_res' in chart
+
+
+SEQ_DOWNSAMPLE = """\
+inputs: {x: [8, 4, 4]}
+blocks:
+  B:
+    params: {down: false}
+    layers:
+      - {op: Conv2d, name: conv, out_channels: 8, kernel_size: 1}
+      - name: downsample
+        in: x
+        when: "${down}"
+        seq: [{op: Conv2d, out_channels: 8, kernel_size: 1, bias: false}, BatchNorm2d]
+      - {op: add, in: [conv, downsample]}
+layers:
+  - {op: B, name: a, down: true}
+  - {op: B, name: b}
+"""
+
+
+def test_a_conditional_seq_is_torchvisions_downsample() -> None:
+    model = nnspec.loads("nnspec: 1\nname: Net\n" + SEQ_DOWNSAMPLE).build()
+    keys = [k for k in model.state_dict() if "downsample" in k]
+    assert keys[:2] == ["a.downsample.0.weight", "a.downsample.1.weight"]
+    assert all(k.startswith("a.") for k in keys)
+    assert model.b.downsample is None
+    x = torch.randn(2, 8, 4, 4)
+    model.eval()
+    assert_close(model.b(x), model.b.conv(x) + x)
+    assert_close(model.a(x), model.a.conv(x) + model.a.downsample(x))
+
+
+def test_a_child_of_a_seq_cannot_be_conditional() -> None:
+    text = SEQ_DOWNSAMPLE.replace(
+        "bias: false}, BatchNorm2d]", "bias: false}, {op: BatchNorm2d, when: true}]"
+    )
+    expect_error(text, 12, 93, "a child of a seq cannot be conditional")

@@ -138,7 +138,7 @@ def absent_in_class(
     test = _test(state, node, val)
     if node.op.kind != "function":
         ctor: ast.expr | None = None
-        if node.op.kind in ("module", "factory"):
+        if node.op.kind in ("module", "factory") and node.seq is None:
             ctor, built = _speculative_ctor(walk, state, node, values)
             shown = built if built is not None else value
         module = ModuleDef(
