@@ -226,7 +226,10 @@ class _ClassWriter:
                 exprs.append(_register_buffer(module))
                 continue
             targets.append(f"self.{module.name}")
-            exprs.append(_sizes_as_tuples(module.ctor))
+            ctor = _sizes_as_tuples(module.ctor)
+            if module.condition is not None:  # ``when:``, as torchvision writes it
+                ctor = ast.IfExp(module.condition, ctor, ast.Constant(None))
+            exprs.append(ctor)
             for path, ctor in module.patches:
                 targets.append(module_access(f"{module.name}.{path}"))
                 exprs.append(ctor)
@@ -346,17 +349,22 @@ class _ClassWriter:
         return source_text(f"{call.file or self.spec_file}:{call.line}  {shape}")
 
     def emit(
-        self, head: str, node: ast.expr, comment: str | None = None, tail: str = ""
+        self,
+        head: str,
+        node: ast.expr,
+        comment: str | None = None,
+        tail: str = "",
+        depth: int = 2,
     ) -> None:
         """A statement of forward, its comment at the end of its line where it fits
         there, else on the line above."""
-        lines = statement(head, node, 2, tail=tail)
+        lines = statement(head, node, depth, tail=tail)
         if comment is None:
             self.lines += lines
         elif len(lines) == 1 and len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
             self.lines.append(f"{lines[0]}  # {comment}")
         else:
-            self.lines.append(f"        # {comment}")
+            self.lines.append(f"{'    ' * depth}# {comment}")
             self.lines += lines
 
     def call_expr(self, call: Call) -> ast.expr:
@@ -377,13 +385,6 @@ class _ClassWriter:
         keywords += [ast.keyword(k, localised(v, self.var)) for k, v in call.kwargs]
         return ast.Call(ast.Name(call.callee, ast.Load()), args, keywords)
 
-    def emit_call(self, call: Call) -> None:
-        var = self.var[call.node]
-        if call.loop:
-            self.emit_loop(call, var)
-            return
-        self.emit(self.target(var), self.call_expr(call), self.comment(call))
-
     def target(self, var: str) -> str:
         if var in self.declare:
             self.declare.discard(var)
@@ -401,6 +402,25 @@ class _ClassWriter:
         self.emit(f"for {copy} in ", ast.Name(call.callee), self.comment(call), ":")
         args: list[ast.expr] = [ast.Name(var), *(ast.Name(self.ref(r)) for r in side)]
         self.lines += statement(f"{var} = ", ast.Call(ast.Name(copy), args, []), 3)
+
+    def emit_call(self, call: Call) -> None:
+        var = self.var[call.node]
+        if call.loop:
+            self.emit_loop(call, var)
+            return
+        if call.condition is None:
+            self.emit(self.target(var), self.call_expr(call), self.comment(call))
+            return
+        # A conditional node (``when:``): its first input passes through unless
+        # the class built it.
+        refs = list(
+            call.inputs.values() if isinstance(call.inputs, dict) else call.inputs
+        )
+        passed = self.ref(refs[0])
+        if passed != var:
+            self.emit(self.target(var), ast.Name(passed, ast.Load()))
+        self.lines += statement("if ", call.condition, 2, tail=":")
+        self.emit(self.target(var), self.call_expr(call), self.comment(call), depth=3)
 
     def returned_value(self, ref: Ref) -> ast.expr:
         """A returned reference; the last call itself where only the return uses it."""

@@ -107,6 +107,7 @@ def forward_locals(cls: ClassIR) -> ForwardLocals:
         and cls.outputs.kind != "tuple"
         and uses.get(calls[-1].node) == [len(calls)]
         and not calls[-1].loop  # a loop is a statement: ``return x`` follows it
+        and calls[-1].condition is None
     ):
         returned = len(calls) - 1
 

@@ -85,6 +85,7 @@ class NodeTemplate:
     patch: dict[str, Any] | None = None  # submodule path -> node, for factory ops
     like: Ref | None = None  # a creation op's device: that of this value
     call: dict[str, Any] | None = None  # keyword arguments of a module's forward
+    when: Any = None  # the node's condition as written (None: unconditional)
     #: A seq node's children, in order (its op is nn.Sequential); None otherwise.
     seq: list[NodeTemplate] | None = None
     #: A seq child's key as written (a template of ``i`` for a repeated child);
@@ -197,6 +198,10 @@ class ModuleDef:
     num_params: int = 0
     # Submodules replaced after construction: (dotted path inside, constructor).
     patches: list[tuple[str, ast.expr]] = field(default_factory=list)
+    #: A conditional module of a block class (``when:``): its condition in the
+    #: class's terms, and whether this use builds it (absent: ``ctor`` is unused).
+    condition: ast.expr | None = None
+    present: bool = True
     seq: bool = False  # a seq node's nn.Sequential: children of their own kinds
     #: 'param' or 'buffer' for a bare tensor (``ctor`` is its value); None for a module.
     tensor: str | None = None
@@ -224,6 +229,11 @@ class Call:
     # (``for layer in self.layer: x = layer(x, mask)``).
     loop: bool = False
     leading: int = 0  # how many of ``args`` come before the inputs (einsum)
+    #: A conditional statement of a block class (``when:``): the test of its
+    #: ``if`` (``self.downsample is not None``, ``self.use_add``), and whether
+    #: this use makes the call (when not, the value is the first input's).
+    condition: ast.expr | None = None
+    present: bool = True
 
 
 @dataclass
@@ -275,6 +285,9 @@ class GraphResult:
     #: Block params the class is built for (not constructor parameters): those
     #: read by a repeat count its copies cannot be made from.
     fixed: set[str] = field(default_factory=set)
+    #: What forward returns, with the nodes a false ``when:`` left out replaced
+    #: by the inputs they pass through (None: the template's outputs).
+    outputs: Outputs | None = None
 
 
 @dataclass

@@ -185,6 +185,20 @@ def _split(head: str, node: ast.expr, tail: str, depth: int) -> list[str]:
     """Lines for ``head + node + tail`` at ``depth`` indents."""
     indent = _INDENT * depth
     one = f"{indent}{head}{expr(node)}{tail}"
+    if isinstance(node, ast.IfExp) and len(one) > LINE_LENGTH:
+        # In parentheses, as ruff formats it: on one line there, else one line
+        # for each of the body, the test and the alternative.
+        inner = _INDENT * (depth + 1)
+        flat = f"{inner}{expr(node)}"
+        if len(flat) <= LINE_LENGTH:
+            return [f"{indent}{head}(", flat, f"{indent}){tail}"]
+        return [
+            f"{indent}{head}(",
+            *_split("", node.body, "", depth + 1),
+            f"{inner}if {expr(node.test)}",
+            f"{inner}else {expr(node.orelse)}",
+            f"{indent}){tail}",
+        ]
     parts = _items(node)
     if len(one) <= LINE_LENGTH or parts is None or not parts[1]:
         return [one]

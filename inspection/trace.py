@@ -9,8 +9,9 @@ count towards the module that makes them.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -39,6 +40,40 @@ class _Frame:
     index: int = 0
     start: int = 0
     loop_size: int = 0  # a repeat called in a loop (an nn.ModuleList): its copies
+    instance: nn.Module | None = None  # the generated class's module being run
+    #: Statements left out (``when:``) -> the reference each passes through.
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def skip_absent(self) -> None:
+        """Step over the conditional statements (``when:``) this instance leaves
+        out: a module attribute that is None, a condition attribute that is false."""
+        if self.cls is None or self.instance is None:
+            return
+        calls = self.cls.calls
+        while self.index < len(calls) and not _runs(calls[self.index], self.instance):
+            call = calls[self.index]
+            self.aliases[call.node] = self.aliased(_ref_names(call))[0]
+            self.index += 1
+
+    def aliased(self, refs: list[str]) -> list[str]:
+        """References with the statements left out replaced by what they pass."""
+        out = []
+        for ref in refs:
+            name, dot, rest = ref.partition(".")
+            target = self.aliases.get(name)
+            out.append(ref if target is None else target + dot + rest)
+        return out
+
+
+def _runs(call: Call, instance: nn.Module) -> bool:
+    test = call.condition
+    if test is None:
+        return True
+    if isinstance(test, ast.Compare) and isinstance(test.left, ast.Attribute):
+        return getattr(instance, test.left.attr, None) is not None
+    if isinstance(test, ast.Attribute):
+        return bool(getattr(instance, test.attr, False))
+    return True
 
 
 class Tracer(TorchFunctionMode):
@@ -58,7 +93,9 @@ class Tracer(TorchFunctionMode):
         self.root = NodeSummary(
             compiled.name, "", compiled.name, NodeKind.MODEL, 0, None, []
         )
-        self.stack: list[_Frame] = [_Frame(self.root, cls=compiled.model)]
+        self.stack: list[_Frame] = [
+            _Frame(self.root, cls=compiled.model, instance=model)
+        ]
         self.handles: list[Any] = []
         for module in model.modules():
             if module is not model:
@@ -119,6 +156,7 @@ class Tracer(TorchFunctionMode):
                 else None,
                 repeat=mdef if row.kind is NodeKind.REPEAT else None,
                 start=self.flops(),
+                instance=module,
             )
         )
 
@@ -128,6 +166,7 @@ class Tracer(TorchFunctionMode):
             return
         if frame.cls is not None:
             self.untraced_functions(frame, to_end=True)
+            frame.row.graph_outputs = frame.aliased(frame.row.graph_outputs)
         frame.row.flops = self.flops() - frame.start
         frame.row.value = runtime_value(output, frame.row.value)
         top = self.stack[-1]
@@ -150,6 +189,7 @@ class Tracer(TorchFunctionMode):
         self, frame: _Frame, module: nn.Module
     ) -> tuple[NodeSummary, ModuleDef]:
         assert frame.cls is not None and frame.row is not None
+        frame.skip_absent()
         calls = frame.cls.calls
         call = calls[frame.index] if frame.index < len(calls) else None
         mdef = called_module(frame.cls, call) if call is not None else None
@@ -161,7 +201,7 @@ class Tracer(TorchFunctionMode):
         kind = call_kind(frame.cls, call)
         row = self.new_row(frame.row, call.node, call.op, kind, call.line, module)
         row.value = call.value
-        row.inputs = _ref_names(call)
+        row.inputs = frame.aliased(_ref_names(call))
         row.input_keys = list(call.inputs) if isinstance(call.inputs, dict) else []
         if kind is NodeKind.USE:
             row.op = mdef.op.name
@@ -241,6 +281,7 @@ class Tracer(TorchFunctionMode):
             return func(*args, **kwargs)
         assert top.row is not None
         row = self.function_row(top.row, call)
+        row.inputs = top.aliased(row.inputs)
         top.index += 1
         top.row.children.append(row)
         start = self.flops()
@@ -258,6 +299,7 @@ class Tracer(TorchFunctionMode):
         """The statement this function call is, if it is the frame's next one."""
         if frame.row is None or frame.cls is None:
             return None
+        frame.skip_absent()
         calls = frame.cls.calls
         if frame.index >= len(calls):
             return None
@@ -287,6 +329,9 @@ class Tracer(TorchFunctionMode):
         assert frame.cls is not None and frame.row is not None
         calls = frame.cls.calls
         while frame.index < len(calls):
+            frame.skip_absent()
+            if frame.index >= len(calls):
+                break
             call = calls[frame.index]
             if calls_module(call):
                 if to_end:
@@ -295,6 +340,7 @@ class Tracer(TorchFunctionMode):
                     )
                 return
             row = self.function_row(frame.row, call)
+            row.inputs = frame.aliased(row.inputs)
             row.traced = False
             frame.row.children.append(row)
             frame.index += 1

@@ -137,6 +137,11 @@ class NodeSpec(BaseModel):
     use: str | None = Field(
         None, description="Call the module of this earlier node again (shared weights)."
     )
+    when: bool | str | None = Field(
+        None,
+        description="A condition (true, false or an expression of params and sizes): "
+        "when false the node is absent and its first input passes through.",
+    )
     weights: WeightsSpec | None = Field(
         None, description="Pretrained weights for this node's module."
     )

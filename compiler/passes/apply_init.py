@@ -30,6 +30,8 @@ _GLOB_CHARS = set("*?[")
 def walk_modules(modules: list[ModuleDef], prefix: str = "") -> Iterator[ModuleEntry]:
     """Every module under ``modules``, in registration order, nested ones included."""
     for module in modules:
+        if not module.present:  # a conditional module this use leaves out
+            continue
         path = f"{prefix}{module.name}"
         kinds = module.kinds.get("", (module.value_class,))
         yield ModuleEntry(

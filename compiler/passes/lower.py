@@ -207,6 +207,13 @@ class _Lowering(References):
                 )
             if raw.repeat is not None:
                 self.error((*path, "repeat"), "'use' nodes cannot repeat", key=True)
+            if raw.when is not None:
+                self.error(
+                    (*path, "when"),
+                    "a 'use' node cannot be conditional: put the 'when' on the node "
+                    "that builds the module",
+                    key=True,
+                )
         name = raw.name if raw.name is not None else namespace.fresh(default)
         label = f"node {name!r} ({raw.op or f'use {raw.use}'})"
         for key in extras:
@@ -253,6 +260,14 @@ class _Lowering(References):
             )
         if op is not None and isinstance(raw.in_, dict):
             self.check_input_names(op, raw.in_, (*path, "in"), label)
+        no_input = raw.in_ in ([], {}) or (raw.in_ is None and first and not inputs)
+        if raw.when is not None and no_input:
+            self.error(
+                (*path, "when"),
+                f"{label} has no input, so it cannot be conditional: a node whose "
+                "'when' is false passes its first input through",
+                key=True,
+            )
         patch = None
         if raw.patch is not None:
             patch = self.patch_nodes(raw, op, path)
@@ -280,6 +295,7 @@ class _Lowering(References):
             tie=raw.tie,
             like=like,
             call=raw.call,
+            when=raw.when,
         )
 
     # -- seq nodes ------------------------------------------------------------
@@ -342,6 +358,7 @@ class _Lowering(References):
             repeat=raw.repeat,
             weights=raw.weights,
             seq=children,
+            when=raw.when,
         )
 
     def seq_body(
@@ -412,6 +429,14 @@ class _Lowering(References):
                 key=True,
             )
             return None
+        if raw.when is not None:
+            self.error(
+                (*path, "when"),
+                f"{label}: a child of a seq cannot be conditional (an nn.Sequential "
+                "numbers its children); put the 'when' on the seq node",
+                key=True,
+            )
+            ok = False
         if raw.weights is not None:
             self.error(
                 (*path, "weights"),

@@ -12,6 +12,7 @@ import pytest
 import nnspec
 from tests.compiler.test_repeat_count import STACK
 from tests.compiler.test_spec_language import SECTION_1_LENET, SECTION_4_TWO_HEADS
+from tests.compiler.test_when import BOTTLENECK, MOBILE
 
 pytest.importorskip("mypy")
 
@@ -23,6 +24,8 @@ def test_generated_sources_pass_mypy_strict(tmp_path: Path) -> None:
     sources["section_1"] = nnspec.loads(SECTION_1_LENET).source()
     sources["section_4"] = nnspec.loads(SECTION_4_TWO_HEADS).source()
     sources["repeat_count"] = nnspec.loads(STACK).source()
+    sources["when_bottleneck"] = nnspec.loads(BOTTLENECK).source()
+    sources["when_residual"] = nnspec.loads(MOBILE).source()
     files = []
     for name, source in sources.items():
         path = tmp_path / f"gen_{name}.py"

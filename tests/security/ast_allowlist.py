@@ -186,6 +186,30 @@ class _Checker:
             self.expression(node.value, local)
             self.check_identifier(node.target, node.target.id)
             local.add(node.target.id)
+        elif isinstance(node, ast.If) and method == "forward":
+            # A conditional node: `if self.downsample is not None:` or
+            # `if self.use_res:` around the one statement that computes it.
+            test = node.test
+            if isinstance(test, ast.Compare) and (
+                len(test.ops) == 1
+                and isinstance(test.ops[0], ast.IsNot)
+                and isinstance(test.comparators[0], ast.Constant)
+                and test.comparators[0].value is None
+            ):
+                test = test.left
+            if (
+                node.orelse
+                or not isinstance(test, ast.Attribute)
+                or not isinstance(test.value, ast.Name)
+                or test.value.id != "self"
+            ):
+                raise self.fail(node, "a condition other than an attribute of self")
+            self.module_path(test, local)
+            if len(node.body) != 1 or not isinstance(
+                node.body[0], (ast.Assign, ast.AnnAssign)
+            ):
+                raise self.fail(node, "a conditional body other than one assignment")
+            self.statement(node.body[0], local, method)
         elif isinstance(node, ast.If):
             # `if module.bias is not None:` around an initialiser call.
             test = node.test

@@ -233,6 +233,8 @@ def block_instance(
     used = set()
     for mdef in result.modules:
         used |= _names_in(mdef.ctor)
+        if mdef.condition is not None:
+            used |= _names_in(mdef.condition)
     for _, expr in result.attributes:
         used |= _names_in(expr)
     sizes: list[ast.keyword] = []

@@ -21,6 +21,7 @@ from ...ir import GraphResult, GraphTemplate, NodeTemplate, Outputs, Ref
 from ...names import Namespace
 from ...op_table import MAX_ELEMENTS
 from ...values import BATCH, TensorValue, TupleValue, Value
+from . import conditions
 from .blocks import placeholder_names
 from .elaborate import (
     function_node,
@@ -87,6 +88,7 @@ def walk_graph(
         param_values={k: v.value for k, v in params.items()},
         size=state.size,
         fixed=state.fixed,
+        outputs=_aliased_outputs(state, template.outputs),
     )
 
 
@@ -171,22 +173,67 @@ def _node(
                 f"choose an element with in: {prev}.0",
             )
         refs: list[Ref] | dict[str, Ref] = (
-            [Ref(state.calls[-1].node)] if state.calls else []
+            [state.previous_ref]
+            if state.previous_ref is not None
+            else [Ref(state.calls[-1].node)]
+            if state.calls
+            else []
         )
         values: list[Value] | dict[str, Value] = [previous]
     else:
         refs = node.inputs
         if isinstance(refs, dict):
             values = {k: _lookup(walk, state, r) for k, r in refs.items()}
+            refs = {k: _aliased(state, r) for k, r in refs.items()}
         else:
             values = [_lookup(walk, state, r) for r in refs]
+            refs = [_aliased(state, r) for r in refs]
+    state.previous_ref = None
     if node.use is not None:
+        if node.use in state.aliases:
+            raise node_error(
+                walk.doc,
+                node,
+                f"shares {node.use!r}, which is absent (its when is false)",
+            )
         return use_node(walk, state, node, refs, values)
     assert node.op is not None
+    cond = None
+    if node.when is not None:
+        cond = conditions.condition(walk, state, node)
+        if conditions.known(state, cond):
+            if not cond.value:  # left out: later nodes take its first input
+                ref, value = conditions.first_input(refs, values)
+                state.aliases[node.name] = ref
+                state.previous_ref = ref
+                return value
+            cond = None
+        elif not cond.value:
+            return conditions.absent_in_class(walk, state, node, refs, values, cond)
+    modules, calls = len(state.modules), len(state.calls)
     n = repeat_count(walk, state, node)
     if node.op.kind == "function":
-        return function_node(walk, state, node, refs, values, n)
-    return module_node(walk, state, node, refs, values, n)
+        value = function_node(walk, state, node, refs, values, n)
+    else:
+        value = module_node(walk, state, node, refs, values, n)
+    if cond is not None:
+        conditions.mark_conditional(state, node, cond, modules, calls)
+    return value
+
+
+def _aliased(state: GraphState, ref: Ref) -> Ref:
+    """A reference to a node left out by its ``when``: the input it passes through."""
+    target = state.aliases.get(ref.name)
+    if target is None:
+        return ref
+    return Ref(target.name, (*target.index, *ref.index), ref.path)
+
+
+def _aliased_outputs(state: GraphState, outputs: Outputs) -> Outputs | None:
+    if not state.aliases:
+        return None
+    refs = [_aliased(state, r) for r in outputs.refs]
+    return Outputs(outputs.kind, refs, outputs.keys, outputs.path)
 
 
 def model_inputs(spec_inputs: dict[str, Any]) -> list[Value]:

@@ -16,7 +16,15 @@ from typing import Any
 from ....spec.errors import SpecError
 from ....spec.yaml_source import Document
 from ...expressions import ExpressionError, Scope, Val, resolve_value
-from ...ir import BlockUse, Call, GraphResult, GraphTemplate, ModuleDef, NodeTemplate
+from ...ir import (
+    BlockUse,
+    Call,
+    GraphResult,
+    GraphTemplate,
+    ModuleDef,
+    NodeTemplate,
+    Ref,
+)
 from ...names import Namespace
 from ...op_table import MAX_ELEMENTS
 from ...values import TensorValue, TupleValue, Value
@@ -82,6 +90,10 @@ class GraphState:
     size: int = 0
     #: Names read by repeat counts whose copies the class writes out one by one.
     fixed: set[str] = field(default_factory=set)
+    #: Nodes left out by a false ``when:`` -> the input each passes through.
+    aliases: dict[str, Ref] = field(default_factory=dict)
+    #: What the next node takes by default when the last node was left out.
+    previous_ref: Ref | None = None
 
 
 def _short(value: Any) -> str:
