@@ -3,7 +3,8 @@
 Takes a node template with its input references and values; expands its repeat
 (copies chained one after another: an ``nn.Sequential`` of modules, or a function
 called again on its own output), resolves a ``use:`` node to the module it calls
-again, builds a torch module (with its ``patch``es) or a block instance, and gives
+again, builds a torch module (with its ``patch``es), a block instance or a seq node's
+``nn.Sequential`` (its children chained, a repeated child's copies spliced), and gives
 the node's output value. Each statement of forward is a ``Call`` of a ``CallKind``.
 """
 
