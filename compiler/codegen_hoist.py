@@ -60,7 +60,7 @@ def hoist(
     """``exprs`` (copied, not changed) with each arithmetic expression of ``params``
     (name -> annotation) that occurs more than once computed once, largest first;
     ``reserved`` names (the file's imports and classes) are never taken for a local."""
-    if not params:  # nothing to share: the model's class is built from literals
+    if not params:  # nothing to share
         return Hoisted(list(exprs))
     result = Hoisted([copy.deepcopy(e) for e in exprs])
     bound = set(params)

@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..compiler.ir import ClassIR
 from ..compiler.pipeline import CompiledModel
+from ..compiler.pyformat import expr
 from ..compiler.values import BATCH, TensorValue, Value
 from ..spec.errors import SpecError
 from ..spec.text import first_line
@@ -44,6 +45,7 @@ __all__ = [
     "NodeSummary",
     "OutputSummary",
     "Totals",
+    "constructor_call",
     "summarize",
     "tensors_in",
 ]
@@ -60,6 +62,8 @@ class ModelSummary:
     outputs_kind: str  # 'single', 'tuple' or 'dict'
     rows: list[NodeSummary]
     totals: Totals
+    #: The constructor call the model was built by: ``UNet(classes=2, base=64)``.
+    call: str = ""
 
     def walk(self) -> Iterator[NodeSummary]:
         """Every row, depth first, in forward order."""
@@ -77,6 +81,7 @@ class ModelSummary:
         return {
             "name": self.name,
             "spec": self.path,
+            "call": self.call,
             "inputs": [
                 {"name": n, "shape": v.render(), "dims": dims_of(v)}
                 for n, v in self.inputs
@@ -159,7 +164,16 @@ def summarize(compiled: CompiledModel, model: nn.Module) -> ModelSummary:
         outputs_kind=compiled.model.outputs.kind,
         rows=rows,
         totals=totals,
+        call=constructor_call(compiled.model),
     )
+
+
+def constructor_call(cls: ClassIR) -> str:
+    """``UNet(classes=2, base=64)``: the class called with its params' defaults."""
+    args = ", ".join(
+        f"{p.name}={expr(p.default)}" for p in cls.params if p.default is not None
+    )
+    return f"{cls.name}({args})"
 
 
 def _meta_input(value: Value, dtype: torch.dtype | None) -> torch.Tensor:
