@@ -154,3 +154,80 @@ def test_summary_shows_the_constructor_call() -> None:
     assert summary.call == "UNet(classes=3, base=64)"
     assert "  built  UNet(classes=3, base=64)" in summary.render().splitlines()
     assert summary.to_dict()["call"] == "UNet(classes=3, base=64)"
+
+
+UNSHUFFLED = """\
+nnspec: 1
+name: Net
+params: {width: 4, classes: 3}
+inputs: {x: [3, 8, 8]}
+layers:
+  - {op: PixelUnshuffle, downscale_factor: 2}
+  - {op: Conv2d, out_channels: "${width}", kernel_size: 1}
+  - {op: %s}
+  - Flatten
+  - {op: Linear, out_features: "${classes}"}
+"""
+
+
+def test_sizes_found_on_meta_from_literals_are_literals() -> None:
+    # PixelUnshuffle has no closed-form rule: its output, from the declared input
+    # alone, is a literal size all the same, and the params stay arguments.
+    text = UNSHUFFLED % "MaxPool2d, kernel_size: 2"
+    cls = nnspec.loads(text).module_class()
+    assert _signature(cls) == {"width": 4, "classes": 3}
+    assert "nn.Conv2d(12, width, kernel_size=1)" in nnspec.loads(text).source()
+    built = cls(width=6, classes=2)
+    reference = nnspec.loads(text, params={"width": 6, "classes": 2}).build()
+    _same_model(built, reference, torch.randn(2, 3, 8, 8))
+
+
+def test_a_size_the_params_cannot_express_leaves_no_arguments() -> None:
+    # After a param, PixelUnshuffle's output is known only as a number: a class
+    # taking ``width`` would build 64 inputs for the Linear whatever it is given.
+    text = UNSHUFFLED % "PixelUnshuffle, downscale_factor: 2"
+    loaded = nnspec.loads(text)
+    assert _signature(loaded.module_class()) == {}
+    assert "nn.Linear(64, 3)" in loaded.source()
+    assert loaded.build().linear.in_features == 64
+
+
+def test_a_pooled_map_keeps_a_block_s_sizes() -> None:
+    text = """\
+nnspec: 1
+name: Net
+params: {width: 4, classes: 3}
+inputs: {x: [3, 8, 8]}
+blocks:
+  Head:
+    params: {classes: {type: int}}
+    layers:
+      - {op: AdaptiveAvgPool2d, output_size: 1}
+      - Flatten
+      - {op: Linear, out_features: "${classes}"}
+layers:
+  - {op: Conv2d, out_channels: "${width}", kernel_size: 3, padding: 1}
+  - {op: Head, name: head, classes: "${classes}"}
+"""
+    loaded = nnspec.loads(text)
+    source = loaded.source()
+    assert "def __init__(self, *, in_channels: int, classes: int)" in source
+    assert "nn.Linear(in_channels, classes)" in source
+    built = loaded.module_class()(width=7, classes=5)
+    assert built.head.linear.in_features == 7
+    reference = nnspec.loads(text, params={"width": 7, "classes": 5}).build()
+    _same_model(built, reference, torch.randn(2, 3, 8, 8))
+
+
+def test_a_derived_spec_s_params_are_the_defaults(tmp_path: Path) -> None:
+    base = (EXAMPLES / "lenet.yaml").read_text(encoding="utf-8")
+    (tmp_path / "lenet.yaml").write_text(base, encoding="utf-8")
+    derived = tmp_path / "small.yaml"
+    derived.write_text(
+        "nnspec: 1\nextends: lenet.yaml\nname: Small\nparams: {classes: 4}\n",
+        encoding="utf-8",
+    )
+    cls = nnspec.load(derived).module_class()
+    assert cls.__name__ == "Small"
+    assert _signature(cls) == {"classes": 4}
+    assert cls().fc3.out_features == 4 and cls(classes=7).fc3.out_features == 7
