@@ -22,8 +22,10 @@ whatever it was given).
 from __future__ import annotations
 
 import ast
+import keyword
 from typing import Any
 
+from ..codegen_hoist import RESERVED_NAMES
 from ..expressions import ExpressionError, Scope, Val, const, resolve_value
 from ..ir import CompileContext, CtorParam, GraphResult, GraphTemplate
 from ..values import Value
@@ -80,7 +82,18 @@ def _walk_model(
     assert ctx.spec is not None
     raw = dict(ctx.spec.params)
     raw.update(ctx.overrides or {})
-    fixed: set[str] = set()
+    # Names __init__ reads besides its params (``self``, ``nn``, ``range``, the
+    # file's classes and imports) are never one: such a param stays a literal.
+    taken = RESERVED_NAMES | {template.name, *ctx.block_templates}
+    taken |= {name.split(".")[0] for name in ctx.allow_imports}
+    fixed = {
+        name
+        for name in ctx.params
+        if name in taken
+        or not name.isidentifier()
+        or keyword.iskeyword(name)
+        or name.startswith("_")
+    }
     while True:
         vals, free = model_param_values(raw, ctx.params, fixed)
         if not free:

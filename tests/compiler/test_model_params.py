@@ -231,3 +231,15 @@ def test_a_derived_spec_s_params_are_the_defaults(tmp_path: Path) -> None:
     assert cls.__name__ == "Small"
     assert _signature(cls) == {"classes": 4}
     assert cls().fc3.out_features == 4 and cls(classes=7).fc3.out_features == 7
+
+
+@pytest.mark.parametrize("name", ["self", "nn", "range", "Net", "F"])
+def test_a_param_named_as_a_name_init_reads_stays_fixed(name: str) -> None:
+    text = (
+        f"nnspec: 1\nname: Net\nparams: {{{name}: 3, width: 5}}\ninputs: {{x: [4]}}\n"
+        f'layers:\n  - {{op: Linear, out_features: "${{{name} + width}}"}}\n'
+    )
+    loaded = nnspec.loads(text)
+    assert _signature(loaded.module_class()) == {"width": 5}
+    assert "nn.Linear(4, 3 + width)" in loaded.source()
+    assert loaded.module_class()(width=1).linear.out_features == 4
