@@ -14,20 +14,22 @@ The model's graph is walked with its params symbolic, as a block's are, so that
 its class computes its layers' sizes from them: ``UNet(classes=5)``. A param the
 class cannot take stays the literal it was compiled for: one that a repeat count
 reads whose copies are written out one by one (or a block param built so), one
-that is not a number, string or bool, and all of them when some size could not
-be written in their terms (the class would otherwise build the compiled sizes
-whatever it was given).
+that is not a number, string or bool, one named as a name ``__init__`` reads, one
+an init rule reads (or any count, when init or freeze rules name copies), and all
+of them when some size could not be written in their terms (the class would
+otherwise build the compiled sizes whatever it was given).
 """
 
 from __future__ import annotations
 
 import ast
 import keyword
+import re
 from typing import Any
 
 from ..codegen_hoist import RESERVED_NAMES
 from ..expressions import ExpressionError, Scope, Val, const, resolve_value
-from ..ir import CompileContext, CtorParam, GraphResult, GraphTemplate
+from ..ir import CompileContext, CtorParam, GraphResult, GraphTemplate, ModuleDef
 from ..values import Value
 from .walk.graph import model_inputs, walk_graph
 from .walk.state import Walk
@@ -76,12 +78,53 @@ def _used(result: GraphResult) -> set[str]:
     return {n.id for t in trees for n in ast.walk(t) if isinstance(n, ast.Name)}
 
 
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _strings(item)]
+    return []
+
+
+def _names(tree: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _counted(modules: list[ModuleDef]) -> set[str]:
+    """The names a class's repeat counts read (``range(depth)``), through the
+    params of the blocks it builds."""
+    found: set[str] = set()
+    for module in modules:
+        for node in ast.walk(module.ctor):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "range"
+            ):
+                found |= _names(node)
+        inner = _counted(module.children)
+        if module.block is None:
+            found |= inner
+        elif isinstance(module.ctor, ast.Call):
+            for kw in module.ctor.keywords:
+                if kw.arg in inner:
+                    found |= _names(kw.value)
+    return found
+
+
 def _walk_model(
     ctx: CompileContext, template: GraphTemplate, inputs: list[Value]
 ) -> tuple[Walk, GraphResult, list[CtorParam]]:
     assert ctx.spec is not None
     raw = dict(ctx.spec.params)
     raw.update(ctx.overrides or {})
+    # The values of init rules are the literals compiled for: params they read
+    # stay literals too.
+    written = [
+        t for t in _strings([r.model_dump() for r in ctx.spec.init]) if "${" in t
+    ]
     # Names __init__ reads besides its params (``self``, ``nn``, ``range``, the
     # file's classes and imports) are never one: such a param stays a literal.
     taken = RESERVED_NAMES | {template.name, *ctx.block_templates}
@@ -93,6 +136,7 @@ def _walk_model(
         or not name.isidentifier()
         or keyword.iskeyword(name)
         or name.startswith("_")
+        or any(re.search(rf"\b{re.escape(name)}\b", text) for text in written)
     }
     while True:
         vals, free = model_param_values(raw, ctx.params, fixed)
@@ -104,6 +148,10 @@ def _walk_model(
             free = []
             break
         more = result.fixed & set(free)
+        if ctx.spec.init or ctx.spec.freeze:
+            # Init and freeze rules name the copies built for the count compiled
+            # for (``self.body[2]``): a count read from the params stays fixed.
+            more |= _counted(result.modules) & set(free)
         if not more:
             break
         fixed |= more

@@ -243,3 +243,44 @@ def test_a_param_named_as_a_name_init_reads_stays_fixed(name: str) -> None:
     assert _signature(loaded.module_class()) == {"width": 5}
     assert "nn.Linear(4, 3 + width)" in loaded.source()
     assert loaded.module_class()(width=1).linear.out_features == 4
+
+
+INIT = """\
+nnspec: 1
+name: Net
+params: {depth: 3, width: 8, std: 0.5}
+inputs: {x: [8]}
+blocks:
+  Stack:
+    params: {n: {type: int}}
+    layers:
+      - {op: Linear, name: fcs, out_features: 8, repeat: "${n}"}
+layers:
+  - {op: Linear, name: body, out_features: "${width}", repeat: "${depth}"}
+  - {op: Stack, name: stack, n: "${depth}"}
+  - {op: Dropout, p: "${std}"}
+init:
+  - {match: "body.*", weight: {normal: {std: "${std}"}}}
+freeze: ["body.2"]
+"""
+
+
+def test_init_and_freeze_rules_fix_the_params_they_depend_on() -> None:
+    # The rules name the copies compiled for (body.2) and hold the literal std:
+    # depth (a count, here and through the block) and std stay literals.
+    loaded = nnspec.loads(INIT)
+    cls = loaded.module_class()
+    assert _signature(cls) == {"width": 8}
+    built = cls(width=4)
+    assert [m.out_features for m in built.body] == [4, 4, 4]
+    assert not built.body[2].weight.requires_grad
+    reference = nnspec.loads(INIT, params={"width": 4}).build()
+    _same_model(built, reference, torch.randn(2, 8))
+    # Without the rules, both are arguments.
+    free = INIT.split("init:")[0]
+    assert _signature(nnspec.loads(free).module_class()) == {
+        "depth": 3,
+        "width": 8,
+        "std": 0.5,
+    }
+    assert len(nnspec.loads(free).module_class()(depth=1).stack.fcs) == 1
