@@ -237,8 +237,10 @@ class _ClassWriter:
             targets.append(f"self.{name}")
             exprs.append(value)
         # A size the layers share is computed once, as a person writes it.
+        # The model's class writes its params' expressions where they are used,
+        # as its spec does (``base * 2``).
         annotations = {p.name: p.annotation for p in self.cls.params}
-        shared = hoist(exprs, annotations, self.reserved)
+        shared = hoist(exprs, annotations if self.symbolic else {}, self.reserved)
         self.sizes = shared
         for name, value in shared.locals:
             self.lines += statement(f"{name} = ", value, 2)

@@ -26,13 +26,13 @@ from torch import nn
 
 from .names import Namespace
 
-__all__ = ["Hoisted", "hoist"]
+__all__ = ["RESERVED_NAMES", "Hoisted", "hoist"]
 
 _ARITHMETIC = (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp)
 _OPERATORS = (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
 _ALLOWED = (*_ARITHMETIC, ast.Constant, *_OPERATORS)
 # Names __init__ uses besides its parameters: these are never a local's name.
-_RESERVED = frozenset({"self", "super", "nn", "torch", "F", "module"}) | frozenset(
+RESERVED_NAMES = frozenset({"self", "super", "nn", "torch", "F", "module"}) | frozenset(
     dir(builtins)
 )
 
@@ -60,11 +60,11 @@ def hoist(
     """``exprs`` (copied, not changed) with each arithmetic expression of ``params``
     (name -> annotation) that occurs more than once computed once, largest first;
     ``reserved`` names (the file's imports and classes) are never taken for a local."""
-    if not params:  # nothing to share: the model's class is built from literals
+    if not params:  # nothing to share
         return Hoisted(list(exprs))
     result = Hoisted([copy.deepcopy(e) for e in exprs])
     bound = set(params)
-    names = Namespace(bound | _RESERVED | set(reserved))
+    names = Namespace(bound | RESERVED_NAMES | set(reserved))
     while True:
         found = _most_repeated([*result.exprs, *(v for _, v in result.locals)], bound)
         if found is None:

@@ -323,7 +323,8 @@ class CompileContext:
 
     Each field past the inputs is None (or empty) until the pass that makes it ran:
     validate -> ``spec``; resolve_params -> ``params``; lower -> ``model_template``
-    and ``block_templates``; infer_shapes -> ``result`` and ``uses``; assemble ->
+    and ``block_templates``; infer_shapes -> ``result``, ``uses`` and
+    ``model_params``; assemble ->
     ``model`` and ``blocks``; apply_init -> ``modules``; generate -> ``imports``,
     ``source`` and ``weights``.
     """
@@ -337,6 +338,9 @@ class CompileContext:
     block_templates: dict[str, GraphTemplate] = field(default_factory=dict)
     result: GraphResult | None = None
     uses: dict[str, list[BlockUse]] = field(default_factory=dict)
+    #: The params the model's class takes as keyword arguments (their defaults
+    #: the values compiled for).
+    model_params: list[CtorParam] = field(default_factory=list)
     model: ClassIR | None = None
     blocks: list[ClassIR] = field(default_factory=list)
     modules: list[ModuleEntry] = field(default_factory=list)

@@ -319,7 +319,16 @@ def adaptive_pool(call: ShapeCall, n: int) -> Value:
         raise Fallback  # not sizes: torch says what it takes
     lead = x.rank - n
     out = [x.shape[lead + i] if s is None else s for i, s in enumerate(sizes)]
-    sym = [x.sym[lead + i] if s is None else None for i, s in enumerate(sizes)]
+    written = call.sym("output_size")
+    if isinstance(size, (list, tuple)):
+        items = written.elts if isinstance(written, (ast.List, ast.Tuple)) else []
+        given: list[ast.expr | None] = list(items) if len(items) == n else [None] * n
+    else:
+        given = [written] * n
+    sym = [
+        x.sym[lead + i] if s is None else (given[i] if type(s) is int else None)
+        for i, s in enumerate(sizes)
+    ]
     return x.with_shape((*x.shape[:lead], *out), (*x.sym[:lead], *sym))
 
 
@@ -346,8 +355,10 @@ def _flatten_shape(call: ShapeCall, start: int, end: int) -> Value:
     syms = x.sym[start : end + 1]
     sym: ast.expr | None = None
     if all(s is not None for s in syms):
-        sym = syms[0]
-        for s in syms[1:]:
+        # Sizes of 1 (a pooled 1x1 map) are no factors of the product.
+        factors = [s for s in syms if ast.dump(s) != ast.dump(ast.Constant(1))]  # type: ignore[arg-type]
+        sym = factors[0] if factors else ast.Constant(1)
+        for s in factors[1:]:
             sym = ast.BinOp(sym, ast.Mult(), s)  # type: ignore[arg-type]
     return x.with_shape(
         (*x.shape[:start], merged, *x.shape[end + 1 :]),

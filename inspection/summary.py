@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..compiler.ir import ClassIR
 from ..compiler.pipeline import CompiledModel
+from ..compiler.pyformat import expr
 from ..compiler.values import BATCH, TensorValue, Value
 from ..spec.errors import SpecError
 from ..spec.text import first_line
@@ -44,6 +45,7 @@ __all__ = [
     "NodeSummary",
     "OutputSummary",
     "Totals",
+    "constructor_call",
     "summarize",
     "tensors_in",
 ]
@@ -62,6 +64,8 @@ class ModelSummary:
     totals: Totals
     #: Tied parameters: (dotted path, the path whose tensor it is).
     ties: list[tuple[str, str]] = field(default_factory=list)
+    #: The constructor call the model was built by: ``UNet(classes=2, base=64)``.
+    call: str = ""
 
     def walk(self) -> Iterator[NodeSummary]:
         """Every row, depth first, in forward order."""
@@ -79,6 +83,7 @@ class ModelSummary:
         return {
             "name": self.name,
             "spec": self.path,
+            "call": self.call,
             "inputs": [
                 {"name": n, "shape": v.render(), "dims": dims_of(v)}
                 for n, v in self.inputs
@@ -163,7 +168,16 @@ def summarize(compiled: CompiledModel, model: nn.Module) -> ModelSummary:
         rows=rows,
         totals=totals,
         ties=list(compiled.model.ties),
+        call=constructor_call(compiled.model),
     )
+
+
+def constructor_call(cls: ClassIR) -> str:
+    """``UNet(classes=2, base=64)``: the class called with its params' defaults."""
+    args = ", ".join(
+        f"{p.name}={expr(p.default)}" for p in cls.params if p.default is not None
+    )
+    return f"{cls.name}({args})"
 
 
 def _meta_input(value: Value, dtype: torch.dtype | None) -> torch.Tensor:

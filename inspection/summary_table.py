@@ -35,6 +35,8 @@ class TableSource(Protocol):
     def ties(self) -> Sequence[tuple[str, str]]: ...
     @property
     def totals(self) -> Totals: ...
+    @property
+    def call(self) -> str: ...
 
 
 _HEADERS = ("name", "op", "output", "params", "trains", "FLOPs")
@@ -77,6 +79,8 @@ def render_table(summary: TableSource, depth: int | None = None) -> str:
 
     rule = "-" * len(line(_HEADERS))
     out = [f"{summary.name} ({summary.path})"]
+    if summary.call and summary.call != f"{summary.name}()":
+        out.append(f"  built  {summary.call}")
     out += [f"  input  {name}: {value.render()}" for name, value in summary.inputs]
     out += [f"  output {o.key}: {render_value(o.value)}" for o in summary.outputs]
     out += ["", line(_HEADERS), rule, *(line(r) for r in body), rule]

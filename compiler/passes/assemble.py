@@ -249,7 +249,7 @@ def block_class(
 def model_class(
     template: GraphTemplate, result: GraphResult, params: list[CtorParam] | None = None
 ) -> ClassIR:
-    """The class of a walked graph; the model's takes no constructor parameters."""
+    """The class of a walked graph, taking ``params``."""
     return ClassIR(
         name=template.name,
         doc=template.doc,
@@ -272,4 +272,4 @@ def run(ctx: CompileContext) -> None:
         for name, template in ctx.block_templates.items()
         if name in ctx.uses
     ]
-    ctx.model = model_class(ctx.model_template, ctx.result)
+    ctx.model = model_class(ctx.model_template, ctx.result, ctx.model_params)

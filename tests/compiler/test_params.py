@@ -52,8 +52,8 @@ class HandViT(nn.Module):
 def test_class_token_and_position_embedding_match_a_hand_written_module() -> None:
     spec = compile_text(VIT)
     source = spec.source()
-    assert "self.class_token = nn.Parameter(torch.zeros(1, 1, 16))" in source
-    assert "self.pos_embedding = nn.Parameter(torch.empty(1, 9, 16))" in source
+    assert "self.class_token = nn.Parameter(torch.zeros(1, 1, hidden))" in source
+    assert "self.pos_embedding = nn.Parameter(torch.empty(1, 9, hidden))" in source
     assert "nn.init.normal_(self.pos_embedding, std=0.02)" in source
     assert "torch.add(x, self.pos_embedding)" in source
     model = spec.build()

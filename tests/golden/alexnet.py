@@ -69,11 +69,11 @@ class Classifier(nn.Module):
 class AlexNet(nn.Module):
     """AlexNet image classifier (torchvision layout)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         self.features = Features(in_channels=3)
         self.avgpool = nn.AdaptiveAvgPool2d(output_size=(6, 6))
-        self.classifier = Classifier(in_features=9216, classes=1000, dropout=0.5)
+        self.classifier = Classifier(in_features=9216, classes=classes, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # alexnet.yaml:45  (B, 256, 6, 6)

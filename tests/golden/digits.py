@@ -10,18 +10,18 @@ from torch import nn
 class DigitsNet(nn.Module):
     """LeNet-style convolutional classifier for 8x8 handwritten digits."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, classes: int = 10, width: int = 16) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, padding=1)
+        self.conv1 = nn.Conv2d(1, width, kernel_size=3, padding=1)
         self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(width, width * 2, kernel_size=3, padding=1)
         self.relu_1 = nn.ReLU()
         self.max_pool2d = nn.MaxPool2d(kernel_size=2)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(512, 128)
+        self.fc1 = nn.Linear(width * 2 * 4 * 4, 128)
         self.relu_2 = nn.ReLU()
         self.dropout = nn.Dropout(p=0.25)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, classes)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.conv1(image)  # digits.yaml:14  (B, 16, 8, 8)

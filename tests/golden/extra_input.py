@@ -29,15 +29,15 @@ class ConvBNReLU(nn.Module):
 class ImageWithMetadata(nn.Module):
     """Convolutional classifier that also reads a vector of per-image metadata."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, classes: int = 5, hidden: int = 64) -> None:
         super().__init__()
         self.stem = ConvBNReLU(in_channels=3, out=16)
         self.stage1 = ConvBNReLU(in_channels=16, out=32)
         self.pool = nn.AdaptiveAvgPool2d(output_size=1)
         self.features = nn.Flatten()
-        self.fc1 = nn.Linear(40, 64)
+        self.fc1 = nn.Linear(40, hidden)
         self.relu = nn.ReLU()
-        self.head = nn.Linear(64, 5)
+        self.head = nn.Linear(hidden, classes)
         self.reset_parameters()
         # Frozen by the spec: these parameters do not train.
         self.stem.requires_grad_(False)

@@ -11,7 +11,7 @@ from torch import nn
 class LeNet(nn.Module):
     """LeNet-5 for 32x32 RGB images."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 6, kernel_size=5)
         self.relu = nn.ReLU()
@@ -24,7 +24,7 @@ class LeNet(nn.Module):
         self.relu_2 = nn.ReLU()
         self.fc2 = nn.Linear(120, 84)
         self.relu_3 = nn.ReLU()
-        self.fc3 = nn.Linear(84, 10)
+        self.fc3 = nn.Linear(84, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)  # lenet.yaml:13  (B, 6, 28, 28)

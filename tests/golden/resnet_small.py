@@ -80,25 +80,27 @@ class DownBlock(nn.Module):
 class ResNetSmall(nn.Module):
     """Small ResNet for 32x32 images; three stages of basic blocks."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, classes: int = 10, width: int = 16, drop: float = 0.2
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
+        self.conv1 = nn.Conv2d(3, width, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = nn.Sequential(
-            BasicBlock(in_channels=16), BasicBlock(in_channels=16)
+            BasicBlock(in_channels=width), BasicBlock(in_channels=width)
         )
-        self.down2 = DownBlock(in_channels=16, out=32)
-        self.layer2 = nn.Sequential(BasicBlock(in_channels=32))
-        self.down3 = DownBlock(in_channels=32, out=64)
-        self.layer3 = nn.Sequential(BasicBlock(in_channels=64))
+        self.down2 = DownBlock(in_channels=width, out=width * 2)
+        self.layer2 = nn.Sequential(BasicBlock(in_channels=width * 2))
+        self.down3 = DownBlock(in_channels=width * 2, out=width * 4)
+        self.layer3 = nn.Sequential(BasicBlock(in_channels=width * 4))
         self.avgpool = nn.AdaptiveAvgPool2d(output_size=1)
         self.flatten = nn.Flatten()
-        self.dropout = nn.Dropout(p=0.2)
-        self.embed = nn.Linear(64, 64)
+        self.dropout = nn.Dropout(p=drop)
+        self.embed = nn.Linear(width * 4, width * 4)
         self.relu_1 = nn.ReLU()
-        self.dropout_1 = nn.Dropout(p=0.2)
-        self.fc = nn.Linear(64, 10)
+        self.dropout_1 = nn.Dropout(p=drop)
+        self.fc = nn.Linear(width * 4, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)  # resnet_small.yaml:54  (B, 16, 32, 32)

@@ -10,15 +10,15 @@ from torch import nn
 class ShapesNet(nn.Module):
     """A small fully convolutional network giving each pixel a class of shape."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, classes: int = 4, width: int = 16) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, padding=1)
+        self.conv1 = nn.Conv2d(1, width, kernel_size=3, padding=1)
         self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(16, 16, kernel_size=5, padding=4, dilation=2)
+        self.conv2 = nn.Conv2d(width, width, kernel_size=5, padding=4, dilation=2)
         self.relu_1 = nn.ReLU()
-        self.conv3 = nn.Conv2d(16, 16, kernel_size=5, padding=8, dilation=4)
+        self.conv3 = nn.Conv2d(width, width, kernel_size=5, padding=8, dilation=4)
         self.relu_2 = nn.ReLU()
-        self.head = nn.Conv2d(16, 4, kernel_size=1)
+        self.head = nn.Conv2d(width, classes, kernel_size=1)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.conv1(image)  # shapes.yaml:15  (B, 16, 32, 32)

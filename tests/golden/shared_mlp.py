@@ -11,14 +11,14 @@ from torch import nn
 class SharedMLP(nn.Module):
     """MLP with one hidden layer shared by two steps (weights tied)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, width: int = 64, classes: int = 10) -> None:
         super().__init__()
-        self.fc_in = nn.Linear(32, 64)
+        self.fc_in = nn.Linear(32, width)
         self.relu = nn.ReLU()
-        self.hidden = nn.Linear(64, 64)
+        self.hidden = nn.Linear(width, width)
         self.relu_1 = nn.ReLU()
         self.relu_2 = nn.ReLU()
-        self.fc_out = nn.Linear(64, 10)
+        self.fc_out = nn.Linear(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.fc_in(x)  # shared_mlp.yaml:14  (B, 64)

@@ -72,18 +72,18 @@ class OutConv(nn.Module):
 class UNet(nn.Module):
     """U-Net for semantic segmentation, bilinear upsampling."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, classes: int = 2, base: int = 64) -> None:
         super().__init__()
-        self.inc = DoubleConv(in_channels=3, out=64)
-        self.down1 = Down(in_channels=64, out=128)
-        self.down2 = Down(in_channels=128, out=256)
-        self.down3 = Down(in_channels=256, out=512)
-        self.down4 = Down(in_channels=512, out=512)
-        self.up1 = Up(x_channels=512, skip_channels=512, out=256)
-        self.up2 = Up(x_channels=256, skip_channels=256, out=128)
-        self.up3 = Up(x_channels=128, skip_channels=128, out=64)
-        self.up4 = Up(x_channels=64, skip_channels=64, out=64)
-        self.outc = OutConv(in_channels=64, out=2)
+        self.inc = DoubleConv(in_channels=3, out=base)
+        self.down1 = Down(in_channels=base, out=base * 2)
+        self.down2 = Down(in_channels=base * 2, out=base * 4)
+        self.down3 = Down(in_channels=base * 4, out=base * 8)
+        self.down4 = Down(in_channels=base * 8, out=base * 8)
+        self.up1 = Up(x_channels=base * 8, skip_channels=base * 8, out=base * 4)
+        self.up2 = Up(x_channels=base * 4, skip_channels=base * 4, out=base * 2)
+        self.up3 = Up(x_channels=base * 2, skip_channels=base * 2, out=base)
+        self.up4 = Up(x_channels=base, skip_channels=base, out=base)
+        self.outc = OutConv(in_channels=base, out=classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inc = self.inc(x)  # unet.yaml:44  (B, 64, 64, 64)

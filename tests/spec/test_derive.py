@@ -48,7 +48,11 @@ def test_overrides_and_edits(tmp_path: Path) -> None:
     assert names == ["body", "relu", "dropout", "fc"]
     assert spec.params == {"classes": 5, "width": 8}
     assert "self.relu = nn.GELU()" in spec.source()
-    assert "self.fc = nn.Linear(8, 5)" in spec.source()
+    # The model's class takes the params, the overridden values its defaults.
+    assert "self.fc = nn.Linear(width, classes)" in spec.source()
+    assert "classes: int = 5, width: int = 8" in spec.source()
+    fc = spec.build().fc
+    assert (fc.in_features, fc.out_features) == (8, 5)
 
 
 def test_chains_of_extends(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from ...sums import simplify
 from ...values import TensorValue, TupleValue, Value
 from .bind import bind_block_params
 from .ctor import code
+from .shapes import literal_inputs, literal_sizes
 from .state import GraphState, Walk, grow, node_error
 
 __all__ = [
@@ -263,12 +264,19 @@ def block_instance(
             bound[name] = val
         else:
             mapping[name] = literal_ast(decl.default)
+    # Given literals only (a use in the model's class): what the block could not
+    # write in its params' terms is a literal here.
+    literal = literal_inputs(inputs, list(given.values()))
     for hname, hval in result.hoisted:
+        if literal:
+            hval = const(hval.value)
         keywords.append(ast.keyword(hname, code(state, node, hname, hval)))
         mapping[hname] = None
         bound[hname] = hval
     ctor = ast.Call(ast.Name(block.name, ast.Load()), [], sizes + keywords)
     output = _translate(result.output_value, mapping)
+    if literal:
+        output = literal_sizes(output)
     mdef = ModuleDef(
         name=node.name,
         op=node.op,

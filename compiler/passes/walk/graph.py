@@ -1,7 +1,8 @@
 """The graph walk: a graph template, its params and input values -> a GraphResult.
 
-Takes a template (the model's, or a block's with ``symbolic`` sizes), the values
-of its params and its inputs; walks its nodes in order, each node's inputs looked
+Takes a template (the model's, or a block's with ``symbolic`` sizes: a block's
+input sizes and params, the model's params), the values of its params and its
+inputs; walks its nodes in order, each node's inputs looked
 up among the values so far (references with tuple indices: ``lstm.0``), and gives
 what its class holds and computes: modules, calls, output value, and for a block
 the names of its input sizes (``placeholders``) and of hoisted values.
@@ -46,7 +47,8 @@ def walk_graph(
     state = GraphState(template, symbolic)
     state.names = Namespace(set(params) | set(template.inputs))
     placeholders: dict[str, tuple[int, int]] = {}
-    if symbolic:
+    model = template.kind == "model"
+    if symbolic and not model:
         for (i, k), name in placeholder_names(template.inputs, inputs).items():
             name = state.names.fresh(name)
             placeholders[name] = (i, k)
@@ -60,7 +62,7 @@ def walk_graph(
     for node in template.nodes:
         state.names.reserve(node.name)
     for name, value in zip(template.inputs, inputs):
-        if not symbolic:
+        if model:
             _check_input(walk, name, value)
         state.env[name] = value
     state.scope = Scope(

@@ -10,24 +10,28 @@ nnspec and surfaces as ShapeRuleBug, naming the op and the rule.
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
 import torch
 
 from ....spec.errors import suggest
-from ...expressions import Val, const
+from ...expressions import Val, const, is_const, literal_ast
 from ...ir import NodeTemplate
 from ...meta import MetaError, build_meta_module, from_meta, meta_inputs, run_meta
 from ...op_table import OpRecord, record_of
 from ...ops import OpInfo, arguments_of, parameter_names, signature_of
 from ...shape_rules import Fallback, ShapeCall, ShapeError, ShapeRuleBug
-from ...values import BATCH, TensorValue, Value
+from ...values import BATCH, TensorValue, TupleValue, Value
 from .state import Walk, bounded, node_error
 from .types import check_module_valued
 
 __all__ = [
+    "fixed_sizes",
     "function_shape",
+    "literal_inputs",
+    "literal_sizes",
     "meta_module",
     "module_shape",
     "run_module",
@@ -62,6 +66,61 @@ def run_rule(
             f"raised {type(exc).__name__}: {exc}; this is a bug in nnspec, not a "
             "mistake in the spec"
         ) from exc
+
+
+def fixed_sizes(
+    value: Value, inputs: list[Value] | dict[str, Value], args: list[Val]
+) -> Value:
+    """``value`` with its unknown symbolic sizes written as the literals they are,
+    when nothing it was computed from names a parameter (the model's layers after
+    its declared inputs: their sizes are literals, whatever op made them)."""
+    if literal_inputs(inputs, args):
+        return literal_sizes(value)
+    return _folded(value)
+
+
+def _folded(value: Value) -> Value:
+    """``value`` with sizes that name no parameter written as their literals
+    (``4``, not ``8 // 2``)."""
+    if isinstance(value, TupleValue):
+        return TupleValue(tuple(None if v is None else _folded(v) for v in value.items))
+    if isinstance(value, TensorValue) and any(
+        s is not None and not isinstance(s, ast.Constant) and is_const(s)
+        for s in value.sym
+    ):
+        sym = tuple(
+            literal_ast(n) if s is not None and is_const(s) else s
+            for n, s in zip(value.shape, value.sym)
+        )
+        return TensorValue(value.shape, value.dtype, sym, value.batch_dim)
+    return value
+
+
+def literal_inputs(inputs: list[Value] | dict[str, Value], args: list[Val]) -> bool:
+    """True when no size of the inputs and no argument names a parameter."""
+    listed = list(inputs.values()) if isinstance(inputs, dict) else inputs
+    for item in listed:
+        if isinstance(item, TupleValue):
+            return False
+        if isinstance(item, TensorValue) and not all(
+            is_const(s) for k, s in enumerate(item.sym) if k != item.batch_dim
+        ):
+            return False
+    return all(is_const(a.sym) for a in args)
+
+
+def literal_sizes(value: Value) -> Value:
+    if isinstance(value, TupleValue):
+        return TupleValue(
+            tuple(None if v is None else literal_sizes(v) for v in value.items)
+        )
+    if isinstance(value, TensorValue):
+        sym = tuple(
+            s if s is not None or k == value.batch_dim else literal_ast(n)
+            for k, (n, s) in enumerate(zip(value.shape, value.sym))
+        )
+        return TensorValue(value.shape, value.dtype, sym, value.batch_dim)
+    return value
 
 
 def describe_inputs(values: list[Value] | dict[str, Value]) -> str:
@@ -108,11 +167,13 @@ def module_shape(
                 message = message.replace(_DECLARE_INTEGERS, _SHARED_EMBEDDING)
             raise node_error(walk.doc, node, f"{context}{message}", exc.at) from None
         if value is not None:
+            value = fixed_sizes(value, values, list(bound.values()))
             return bounded(walk.doc, node, value, context)
     result = run_module(walk, node, module, values, context, call)
     like = values[0] if isinstance(values, list) and values else None
     try:
         value = from_meta(result, like if isinstance(like, TensorValue) else None)
+        value = fixed_sizes(value, values, list(bound.values()))
         return bounded(walk.doc, node, value, context)
     except MetaError as exc:
         raise node_error(walk.doc, node, f"{context}{exc}") from None
@@ -148,6 +209,7 @@ def function_shape(
             except ShapeError as exc:
                 raise node_error(walk.doc, node, str(exc), exc.at) from None
             if value is not None:
+                value = fixed_sizes(value, values, [*args, *kwargs.values()])
                 return bounded(walk.doc, node, value)
     arg_values = [a.value for a in args]
     kw_values = {k: v.value for k, v in kwargs.items()}
@@ -170,7 +232,8 @@ def function_shape(
         like = values[0] if values and isinstance(values[0], TensorValue) else None
     try:
         result = run_meta(node.op.target, call_args, call_kwargs)
-        return bounded(walk.doc, node, from_meta(result, like))
+        value = fixed_sizes(from_meta(result, like), values, [*args, *kwargs.values()])
+        return bounded(walk.doc, node, value)
     except MetaError as exc:
         unknown = _UNEXPECTED_KEYWORD.search(str(exc))
         if unknown and unknown.group(1) in node.kwargs:
